@@ -1,0 +1,44 @@
+/**
+ * Everything served on the port: the orchestrator's services, health and reflection.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { ExecutionService } from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
+import { AuditService } from "../../gen/orchestrator/v1/audit_service_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { HealthStatuses, healthService } from "./health.js";
+import { DescriptorIndex, reflectionServices } from "./reflection.js";
+import { registerNotImplemented } from "./unimplemented.js";
+
+/** The orchestrator's own services, each with the issue that implements it. */
+export const orchestratorServices: ReadonlyArray<{ readonly service: DescService; readonly landsWith: string }> = [
+  { service: ExecutionService, landsWith: "issue #3 (Execute)" },
+  { service: ScheduleService, landsWith: "issue #6 (Schedules)" },
+  { service: AuditService, landsWith: "issue #7 (Audit)" },
+];
+
+export const servedServices: ReadonlyArray<DescService> = [
+  ...orchestratorServices.map((s) => s.service),
+  Health,
+  ReflectionV1,
+  ReflectionV1alpha,
+];
+
+export function createHealth(): HealthStatuses {
+  return new HealthStatuses(orchestratorServices.map((s) => s.service.typeName));
+}
+
+export function routes(health: HealthStatuses): (router: ConnectRouter) => void {
+  // error_details too, so that grpcurl and friends can print ErrorInfo, BadRequest and RetryInfo.
+  const reflection = reflectionServices(new DescriptorIndex(servedServices, [file_google_rpc_error_details]));
+  return (router) => {
+    for (const { service, landsWith } of orchestratorServices) registerNotImplemented(router, service, landsWith);
+    router.service(Health, healthService(health));
+    router.service(ReflectionV1, reflection.v1);
+    router.service(ReflectionV1alpha, reflection.v1alpha);
+  };
+}

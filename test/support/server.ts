@@ -1,0 +1,102 @@
+/**
+ * Test servers: in-process (fast, logs captured for assertions) or a real child process
+ * (`node --import tsx src/main.ts`) when a test needs signals, restarts or its exit code.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { createLogger } from "../../src/log.js";
+import { startServer, type RunningServer } from "../../src/transport/server.js";
+import { createHealth, routes } from "../../src/transport/routes.js";
+import type { HealthStatuses } from "../../src/transport/health.js";
+
+export const repoRoot = new URL("../../", import.meta.url).pathname;
+
+export interface TestServer extends RunningServer {
+  readonly baseUrl: string;
+  readonly health: HealthStatuses;
+  /** Every log line written so far, parsed. */
+  readonly logs: Array<Record<string, unknown>>;
+}
+
+export async function startTestServer(
+  overrides: { maxMessageBytes?: number; drainTimeoutMs?: number } = {},
+): Promise<TestServer> {
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = createLogger("debug", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+  const health = createHealth();
+  const server = await startServer({
+    host: "127.0.0.1",
+    port: 0,
+    tls: undefined,
+    maxMessageBytes: overrides.maxMessageBytes ?? 4 * 1024 * 1024,
+    drainTimeoutMs: overrides.drainTimeoutMs ?? 2_000,
+    logger,
+    health,
+    routes: routes(health),
+  });
+  return Object.assign(server, { baseUrl: `http://127.0.0.1:${server.port}`, health, logs });
+}
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly baseUrl: string;
+  readonly address: string;
+  readonly dataDir: string;
+  /** Every log line so far, parsed (non-JSON lines are kept as { raw }). */
+  readonly logs: Array<Record<string, unknown>>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `src/main.ts` on a free port and waits for its "listening" line. */
+export async function spawnServer(args: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), "orchestrator-test-"));
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "--port", "0", "--data-dir", dataDir, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s; stderr: ${stderr}`)), 30_000);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        entry = { raw: line };
+      }
+      logs.push(entry);
+      if (entry["msg"] === "listening") {
+        clearTimeout(timer);
+        resolve(entry["port"] as number);
+      }
+    });
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening; stderr: ${stderr}`));
+    });
+  });
+  return {
+    child,
+    port,
+    baseUrl: `http://127.0.0.1:${port}`,
+    address: `127.0.0.1:${port}`,
+    dataDir,
+    logs,
+    exited,
+    stop: (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

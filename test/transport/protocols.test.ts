@@ -1,0 +1,112 @@
+/**
+ * The generated TypeScript client over each protocol the port serves: gRPC (HTTP/2),
+ * gRPC-Web and Connect (each over HTTP/1.1 and HTTP/2), unary and server-streaming.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/health/v1/health_pb.js";
+import { ExecutionService } from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
+import { AuditService } from "../../gen/orchestrator/v1/audit_service_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server.shutdown());
+
+const transports: Record<string, () => Transport> = {
+  "gRPC": () => createGrpcTransport({ baseUrl: server.baseUrl }),
+  "gRPC-Web over HTTP/1.1": () => createGrpcWebTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" }),
+  "gRPC-Web over HTTP/2": () => createGrpcWebTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+  "Connect over HTTP/1.1": () => createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" }),
+  "Connect over HTTP/2": () => createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
+  "Connect JSON over HTTP/1.1": () =>
+    createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
+};
+
+async function rejection(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (e) {
+    return ConnectError.from(e);
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
+  it("answers a unary call (health Check)", async () => {
+    const health = createClient(Health, makeTransport());
+    expect((await health.check({ service: "" })).status).toBe(Status.SERVING);
+    expect((await health.check({ service: "orchestrator.v1.ExecutionService" })).status).toBe(Status.SERVING);
+  });
+
+  it("answers NOT_FOUND for a service health does not know", async () => {
+    const health = createClient(Health, makeTransport());
+    const err = await rejection(health.check({ service: "no.such.Service" }));
+    expect(err.code).toBe(Code.NotFound);
+  });
+
+  it("streams server messages as they happen (health Watch)", async () => {
+    const service = `test.Watched.${name.replace(/\W/g, "")}`;
+    server.health.set(service, Status.SERVING);
+    const abort = new AbortController();
+    const health = createClient(Health, makeTransport());
+    const stream = health.watch({ service }, { signal: abort.signal })[Symbol.asyncIterator]();
+    expect((await stream.next()).value?.status).toBe(Status.SERVING);
+    server.health.set(service, Status.NOT_SERVING);
+    expect((await stream.next()).value?.status).toBe(Status.NOT_SERVING);
+    abort.abort();
+  });
+
+  it("answers UNIMPLEMENTED with ErrorInfo for orchestrator RPCs that have not landed", async () => {
+    const executions = createClient(ExecutionService, makeTransport());
+    const err = await rejection(executions.getExecution({ executionId: "x" }));
+    expect(err.code).toBe(Code.Unimplemented);
+    expect(err.rawMessage).toContain("issue #3");
+    const [info] = err.findDetails(ErrorInfoSchema);
+    expect(info?.reason).toBe("NOT_IMPLEMENTED");
+    expect(info?.domain).toBe("orchestrator.v1");
+    expect(info?.metadata["method"]).toBe("orchestrator.v1.ExecutionService/GetExecution");
+
+    // Server-streaming RPCs too: the stream ends with the status.
+    const streamErr = await rejection(
+      (async () => {
+        for await (const _ of executions.execute({ operation: "demo.echo" })) void _;
+      })(),
+    );
+    expect(streamErr.code).toBe(Code.Unimplemented);
+    expect(streamErr.findDetails(ErrorInfoSchema)[0]?.reason).toBe("NOT_IMPLEMENTED");
+
+    const schedules = createClient(ScheduleService, makeTransport());
+    expect((await rejection(schedules.getSchedule({ scheduleId: "s" }))).rawMessage).toContain("issue #6");
+    const audit = createClient(AuditService, makeTransport());
+    expect((await rejection(audit.listAuditEvents({}))).rawMessage).toContain("issue #7");
+  });
+});
+
+describe("RPC log", () => {
+  it("writes one JSON line per RPC with method, protocol, code and duration", async () => {
+    const before = server.logs.length;
+    const health = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
+    await health.check({ service: "" });
+    await rejection(createClient(ExecutionService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" })).cancelExecution({ executionId: "e" }));
+    const lines = server.logs.slice(before).filter((l) => l["msg"] === "rpc");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ method: "/grpc.health.v1.Health/Check", protocol: "grpc", http: "2.0", code: "ok", level: "info" });
+    expect(lines[1]).toMatchObject({
+      method: "/orchestrator.v1.ExecutionService/CancelExecution",
+      protocol: "connect",
+      http: "1.1",
+      code: "unimplemented",
+    });
+    for (const l of lines) expect(typeof l["duration_ms"]).toBe("number");
+  });
+});
