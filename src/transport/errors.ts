@@ -33,8 +33,9 @@ export interface ErrorSpec {
 }
 
 export function rpcError(spec: ErrorSpec): ConnectError {
+  const metadata = Object.fromEntries(Object.entries(spec.metadata ?? {}).map(([k, v]) => [k, clip(v)]));
   const details: ConstructorParameters<typeof ConnectError>[3] = [
-    { desc: ErrorInfoSchema, value: { reason: spec.reason, domain: errorDomain, metadata: spec.metadata ?? {} } },
+    { desc: ErrorInfoSchema, value: { reason: spec.reason, domain: errorDomain, metadata } },
   ];
   if (spec.violations !== undefined && spec.violations.length > 0) {
     details.push({ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: [...spec.violations] }) });
@@ -42,7 +43,16 @@ export function rpcError(spec: ErrorSpec): ConnectError {
   if (spec.retryDelayMs !== undefined) {
     details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(spec.retryDelayMs) } });
   }
-  return new ConnectError(spec.message, spec.code, undefined, details);
+  return new ConnectError(clip(spec.message), spec.code, undefined, details);
+}
+
+/**
+ * Messages and metadata often quote the caller's input. Quoted input is clipped so that an
+ * error always fits in an HTTP/2 header frame (grpc-message travels as a trailer).
+ */
+const maxQuoted = 512;
+export function clip(text: string): string {
+  return text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} chars)`;
 }
 
 /** An RPC whose issue has not landed yet. */

@@ -3,7 +3,8 @@
  * "" is the server as a whole. The server marks every entry NOT_SERVING when it starts to drain,
  * so load balancers stop sending new calls while in-flight ones finish.
  */
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { rpcError } from "./errors.js";
 import { create } from "@bufbuild/protobuf";
 import {
   Health,
@@ -91,7 +92,12 @@ export function healthService(statuses: HealthStatuses) {
     check(req) {
       const status = statuses.get(req.service);
       if (status === undefined) {
-        throw new ConnectError(`unknown service "${req.service}"`, Code.NotFound);
+        throw rpcError({
+          code: Code.NotFound,
+          message: `unknown service "${req.service}"`,
+          reason: "SERVICE_NOT_FOUND",
+          metadata: { service: req.service },
+        });
       }
       return response(status);
     },
