@@ -125,6 +125,7 @@ function writeError(res: NodeResponse, protocol: Protocol, err: ConnectError): v
   }
   // gRPC and gRPC-Web allow a "trailers-only" response: the status in the headers, no body.
   const headers = setTrailerStatus(new Headers({ "content-type": `application/${protocol === "grpc" ? "grpc" : "grpc-web+proto"}` }), err);
+  reencodeGrpcMessage(headers);
   res.writeHead(200, Object.fromEntries(headers));
   res.end();
 }
@@ -171,6 +172,7 @@ function observe(
           for (const k of ["grpc-status", "grpc-message", "grpc-status-details-bin"]) trailer.delete(k);
           setTrailerStatus(trailer, replacement);
         }
+        reencodeGrpcMessage(trailer);
         done(outcomeOf(replacement ?? err));
       })(),
     };
@@ -245,4 +247,25 @@ function observe(
       done(outcomeOf(undefined));
     })(),
   };
+}
+
+/**
+ * connect-es percent-encodes grpc-message with encodeURIComponent, which also escapes "/", ";"
+ * and "#"; @grpc/grpc-js decodes with decodeURI and shows "%2F", "%3B", "%23" to its users. The
+ * gRPC spec asks only for "%" and bytes outside 0x20-0x7E to be encoded: do exactly that.
+ */
+export function reencodeGrpcMessage(headers: Headers): void {
+  const raw = headers.get("grpc-message");
+  if (raw === null) return;
+  let text: string;
+  try {
+    text = decodeURIComponent(raw);
+  } catch {
+    return;
+  }
+  let out = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  headers.set("grpc-message", out);
 }

@@ -1,0 +1,78 @@
+/**
+ * Python grpcio (.tools/venv, from .ci/setup) against a real server process. The stubs are
+ * generated at test time with grpc_tools.protoc from proto/ and from google-proto-files'
+ * google/rpc (to decode grpc-status-details-bin), into a temporary directory; health comes from
+ * grpcio-health-checking. python/client.py makes the calls and prints a JSON summary.
+ */
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot, spawnServer, type ServerProcess } from "../support/server.js";
+import { requireTool, run, runOk, summaryLine, stopServer } from "./run.js";
+
+let server: ServerProcess;
+let python: string;
+let stubs: string;
+
+/** python -m grpc_tools.protoc …: Python stubs for proto/ and google/rpc into `out`. */
+async function generateStubs(out: string): Promise<void> {
+  // grpc_tools ships google/protobuf/*.proto in its package's _proto folder.
+  const wkt = (
+    await runOk(python, ["-c", "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))"])
+  ).stdout.trim();
+  const ours = readdirSync(join(repoRoot, "proto/orchestrator/v1"))
+    .filter((f) => f.endsWith(".proto"))
+    .map((f) => `orchestrator/v1/${f}`);
+  await runOk(python, [
+    "-m",
+    "grpc_tools.protoc",
+    `-I${join(repoRoot, "proto")}`,
+    `-I${join(repoRoot, "node_modules/google-proto-files")}`,
+    `-I${wkt}`,
+    `--python_out=${out}`,
+    `--grpc_python_out=${out}`,
+    ...ours,
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
+  ]);
+}
+
+beforeAll(async () => {
+  python = requireTool("venv/bin/python");
+  stubs = mkdtempSync(join(tmpdir(), "orchestrator-py-stubs-"));
+  await generateStubs(stubs);
+  server = await spawnServer();
+});
+afterAll(async () => {
+  await stopServer(server);
+  if (stubs !== undefined) rmSync(stubs, { recursive: true, force: true });
+});
+
+describe("Python grpcio", () => {
+  it("has stubs generated from proto/, none of them a top-level grpc package", () => {
+    // A generated top-level `grpc` package would shadow grpcio.
+    expect(readdirSync(stubs).sort()).toEqual(["google", "orchestrator"]);
+    expect(readdirSync(join(stubs, "orchestrator/v1"))).toEqual(
+      expect.arrayContaining(["execution_service_pb2.py", "execution_service_pb2_grpc.py", "common_pb2.py"]),
+    );
+    expect(readdirSync(join(stubs, "google/rpc"))).toEqual(expect.arrayContaining(["status_pb2.py", "error_details_pb2.py"]));
+  });
+
+  it("calls health, GetExecution and Execute and decodes the ErrorInfo (client.py)", async () => {
+    const result = await run(python, [join(repoRoot, "test/interop/python/client.py"), server.address, stubs], {
+      timeoutMs: 45_000,
+      env: { PYTHONDONTWRITEBYTECODE: "1" },
+    });
+    expect(result.code, `client.py exited ${result.code}\n${result.stdout}${result.stderr}`).toBe(0);
+    const summary = summaryLine(result.stdout);
+    expect(summary).toMatchObject({
+      grpcio: "1.85.1",
+      health: "SERVING",
+      failures: [],
+      get_execution: { code: "UNIMPLEMENTED", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" },
+      execute: { code: "UNIMPLEMENTED", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" },
+    });
+    expect((summary["get_execution"] as { message: string }).message).toContain("issue #3");
+  });
+});
