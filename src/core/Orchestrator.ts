@@ -1,0 +1,687 @@
+/**
+ * The orchestrator core: may this principal run this operation now, and run it well.
+ *
+ * Pipeline, in order, each step audited: authorize → validate → idempotency → policy →
+ * operation rate limit → run with retry → record the outcome. Nothing is counted for a
+ * principal (policy, limits) before it is authorized, and a replayed request_id counts nothing.
+ *
+ * Each execution runs in its own fiber owned by this service's scope: closing the runtime
+ * interrupts them (they end INTERRUPTED); cancelling one interrupts its running attempt or its
+ * backoff sleep, the operation's finalizers run, and it ends CANCELLED. Only running
+ * executions are held in memory; everything else is in the ExecutionStore.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberMap,
+  Option,
+  PubSub,
+  Schedule,
+  Scope,
+  Stream,
+} from "effect";
+import { AuditLogger, type AuditEntry } from "../ports/AuditLogger.js";
+import { ExecutionStore } from "../ports/ExecutionStore.js";
+import { PolicyService, type PolicyContext } from "../ports/PolicyService.js";
+import { RateLimiter } from "../ports/RateLimiter.js";
+import {
+  AttemptFailed,
+  Cancelled,
+  DeadlineExceeded,
+  ExecutionAlreadyEnded,
+  ExecutionNotFound,
+  Interrupted,
+  InvalidInput,
+  PermissionDenied,
+  RateLimited,
+  RequestIdReused,
+  RetriesExhausted,
+  type FieldViolation,
+  type RunError,
+  type StartError,
+  type StoreError,
+} from "./errors.js";
+import {
+  isTerminal,
+  isTerminalEvent,
+  type AttemptRecord,
+  type ErrorDetail,
+  type ExecutionCursor,
+  type ExecutionEvent,
+  type ExecutionEventKind,
+  type ExecutionFilter,
+  type ExecutionOrder,
+  type ExecutionRecord,
+  type ExecutionState,
+  type JsonObject,
+  type JsonValue,
+  type Principal,
+  type RetryPolicyInput,
+  type TokenUsage,
+} from "./model.js";
+import { decodeInput, OperationRegistry, permissionOf, type ClassifiedError, type ExecutionContext, type Operation } from "./operation.js";
+import { OrchestratorConfig } from "./OrchestratorConfig.js";
+import { decodePageToken, encodePageToken, resolvePageSize } from "./paging.js";
+import { hasPermission } from "./permissions.js";
+import { makeRetryStepper, resolveRetryPolicy, validateRetryPolicy } from "./retry.js";
+
+/** Everything needed to start one execution. */
+export interface ExecuteCommand {
+  readonly operation: string;
+  readonly input: JsonObject;
+  /** Derived from the caller's credential by the transport; never from the request. */
+  readonly principal: Principal;
+  /** Idempotency key, scoped to principal.subject. */
+  readonly requestId?: string | undefined;
+  readonly retry?: RetryPolicyInput | undefined;
+  readonly timeoutMs?: number | undefined;
+  readonly attemptTimeoutMs?: number | undefined;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  readonly scheduleId?: string | undefined;
+  readonly nominalTime?: number | undefined;
+  readonly traceId?: string | undefined;
+}
+
+/** The in-process form of execute's options. */
+export interface ExecuteOptions {
+  readonly principal: Principal;
+  readonly retry?: RetryPolicyInput;
+  readonly timeout?: Duration.DurationInput;
+  readonly attemptTimeout?: Duration.DurationInput;
+  /** Aborting it cancels the execution. */
+  readonly signal?: AbortSignal;
+  readonly idempotencyKey?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export interface ListExecutionsQuery {
+  readonly filter: ExecutionFilter;
+  readonly order?: ExecutionOrder;
+  readonly pageSize?: number;
+  readonly pageToken?: string;
+}
+
+/** How an execution ended, with the operation's own error when it failed. */
+interface Ending {
+  readonly record: ExecutionRecord;
+  readonly cause?: unknown;
+}
+
+/** An execution running in this process. */
+interface Live {
+  record: ExecutionRecord;
+  readonly events: PubSub.PubSub<ExecutionEvent>;
+  readonly done: Deferred.Deferred<Ending>;
+  /** Set before interrupting the fiber, so that the ending says why. */
+  cancelReason: string | undefined;
+  finished: boolean;
+  lastCause: unknown;
+  readonly usage: Map<number, TokenUsage>;
+  readonly policy: PolicyContext;
+}
+
+const labelKey = /^[a-z][a-z0-9_.\-/]{0,62}$/;
+const maxLabels = 64;
+const maxLabelValue = 256;
+const maxRequestId = 128;
+
+const interruptedDetail = (message: string): ErrorDetail => ({ type: "INTERRUPTED", message, retryable: false });
+
+export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/Orchestrator", {
+  scoped: Effect.gen(function* () {
+    const config = yield* OrchestratorConfig;
+    const registry = yield* OperationRegistry;
+    const store = yield* ExecutionStore;
+    const audit = yield* AuditLogger;
+    const policy = yield* PolicyService;
+    const limiter = yield* RateLimiter;
+    const fibers = yield* FiberMap.make<string>();
+    const live = new Map<string, Live>();
+    let shuttingDown = false;
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (shuttingDown = true)));
+
+    const logStoreFailure = (what: string) => (e: StoreError) =>
+      Effect.logError(`execution store: ${what} failed`, e.cause);
+
+    // Executions left running by a previous process cannot be resumed: say so, once.
+    {
+      const now = yield* Clock.currentTimeMillis;
+      const ids = yield* store
+        .interruptUnfinished(now, interruptedDetail("the server stopped while this execution was running"))
+        .pipe(Effect.catchAll((e) => logStoreFailure("recovery")(e).pipe(Effect.as([] as ReadonlyArray<string>))));
+      for (const executionId of ids) {
+        yield* audit.log({ type: "EXECUTION_INTERRUPTED", executionId, reason: "server restart" });
+      }
+      if (ids.length > 0) yield* Effect.logWarning(`marked ${ids.length} executions interrupted by the restart`);
+    }
+
+    // Retention: ended executions older than the retention period are pruned in the background.
+    yield* Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis;
+      const n = yield* store.prune(now - config.retentionMs);
+      if (n > 0) yield* Effect.logInfo(`pruned ${n} ended executions`);
+    }).pipe(
+      Effect.catchAll(logStoreFailure("prune")),
+      Effect.repeat(Schedule.spaced(Duration.millis(config.pruneIntervalMs))),
+      Effect.forkScoped,
+    );
+
+    const authorize = (principal: Principal, permission: string, operation?: string) =>
+      Effect.gen(function* () {
+        const allowed = hasPermission(principal, permission, config.roles);
+        yield* audit.log({
+          type: allowed ? "AUTH_SUCCEEDED" : "AUTH_DENIED",
+          principal,
+          ...(operation === undefined ? {} : { operation }),
+          decision: allowed ? "ALLOW" : "DENY",
+          details: { permission },
+        });
+        if (!allowed) return yield* new PermissionDenied({ subject: principal.subject, permission });
+      });
+
+    const validate = (cmd: ExecuteCommand) =>
+      Effect.gen(function* () {
+        const v: FieldViolation[] = [...validateRetryPolicy(cmd.retry)];
+        if (cmd.requestId !== undefined && cmd.requestId.length > maxRequestId) {
+          v.push({ field: "request_id", description: `must be at most ${maxRequestId} characters` });
+        }
+        const span = (field: string, ms: number | undefined) => {
+          if (ms === undefined) return;
+          if (!(ms > 0)) v.push({ field, description: "must be positive" });
+          else if (ms > config.maxTimeoutMs) v.push({ field, description: `must be at most ${config.maxTimeoutMs / 3_600_000}h` });
+        };
+        span("timeout", cmd.timeoutMs);
+        span("attempt_timeout", cmd.attemptTimeoutMs);
+        const labels = Object.entries(cmd.labels ?? {});
+        if (labels.length > maxLabels) v.push({ field: "labels", description: `at most ${maxLabels} labels` });
+        for (const [k, value] of labels) {
+          if (!labelKey.test(k)) v.push({ field: `labels[${JSON.stringify(k)}]`, description: "keys are 1-63 of [a-z0-9_.-/], starting with a letter" });
+          if (value.length > maxLabelValue) v.push({ field: `labels[${JSON.stringify(k)}]`, description: `values are at most ${maxLabelValue} characters` });
+        }
+        if (Buffer.byteLength(JSON.stringify(cmd.input)) > config.maxInputBytes) {
+          v.push({ field: "input", description: `must be at most ${config.maxInputBytes} bytes as JSON` });
+        }
+        if (v.length > 0) return yield* new InvalidInput({ violations: v });
+      });
+
+    const emit = (l: Live, kind: ExecutionEventKind) =>
+      Effect.flatMap(Clock.currentTimeMillis, (time) =>
+        PubSub.publish(l.events, { executionId: l.record.executionId, time, kind }),
+      );
+
+    const save = (l: Live, patch: Partial<ExecutionRecord>) =>
+      Effect.suspend(() => {
+        l.record = { ...l.record, ...patch };
+        return store.update(l.record).pipe(Effect.catchAll(logStoreFailure("update")));
+      });
+
+    const auditExecution = (l: Live, entry: Omit<AuditEntry, "principal" | "operation" | "executionId">) =>
+      audit.log({
+        ...entry,
+        principal: l.record.principal,
+        operation: l.record.operation,
+        executionId: l.record.executionId,
+        ...(l.record.scheduleId === undefined ? {} : { scheduleId: l.record.scheduleId }),
+        ...(l.record.traceId === undefined ? {} : { traceId: l.record.traceId }),
+      });
+
+    const totalUsage = (l: Live): TokenUsage | undefined => {
+      if (l.usage.size === 0) return undefined;
+      let inputTokens = 0;
+      let outputTokens = 0;
+      let model: string | undefined;
+      for (const u of l.usage.values()) {
+        inputTokens += u.inputTokens;
+        outputTokens += u.outputTokens;
+        model ??= u.model;
+      }
+      return { inputTokens, outputTokens, totalTokens: inputTokens + outputTokens, ...(model === undefined ? {} : { model }) };
+    };
+
+    const setAttempt = (l: Live, n: number, patch: Partial<AttemptRecord>): ReadonlyArray<AttemptRecord> =>
+      l.record.attempts.map((a) => (a.number === n ? { ...a, ...patch } : a));
+
+    /** Ends an execution exactly once: store, event, audit, policy, waiters. */
+    const finish = (l: Live, state: ExecutionState, fields: Partial<ExecutionRecord>, cause?: unknown) =>
+      Effect.uninterruptible(
+        Effect.gen(function* () {
+          if (l.finished) return;
+          l.finished = true;
+          const now = yield* Clock.currentTimeMillis;
+          const usage = totalUsage(l);
+          const attempts = l.record.attempts.map((a) => (a.endTime === undefined ? { ...a, endTime: now } : a));
+          const { nextAttemptTime: _drop, ...rest } = l.record;
+          l.record = { ...rest, ...fields, attempts, state, endTime: now, ...(usage === undefined ? {} : { tokenUsage: usage }) };
+          yield* store.update(l.record).pipe(Effect.catchAll(logStoreFailure("update")));
+          const n = attempts.length;
+          const r = l.record;
+          const kind: ExecutionEventKind =
+            state === "SUCCEEDED"
+              ? { _tag: "Succeeded", result: r.result ?? null, attempts: n, ...(usage === undefined ? {} : { tokenUsage: usage }) }
+              : state === "CANCELLED"
+                ? { _tag: "Cancelled", reason: r.cancelReason ?? "cancelled", attempts: n }
+                : state === "TIMED_OUT"
+                  ? { _tag: "TimedOut", error: r.error!, attempts: n }
+                  : state === "INTERRUPTED"
+                    ? { _tag: "Interrupted", error: r.error!, attempts: n }
+                    : { _tag: "Failed", error: r.error!, attempts: n };
+          yield* emit(l, kind);
+          yield* auditExecution(l, {
+            type: `EXECUTION_${state === "SUCCEEDED" ? "SUCCEEDED" : state === "CANCELLED" ? "CANCELLED" : state === "TIMED_OUT" ? "TIMED_OUT" : state === "INTERRUPTED" ? "INTERRUPTED" : "FAILED"}`,
+            details: {
+              attempts: n,
+              ...(r.error === undefined ? {} : { error_type: r.error.type, error: r.error.message }),
+              ...(r.cancelReason === undefined ? {} : { reason: r.cancelReason }),
+            },
+          });
+          yield* policy.record(l.policy, state === "SUCCEEDED" ? "SUCCEEDED" : state === "CANCELLED" ? "CANCELLED" : state === "TIMED_OUT" ? "TIMED_OUT" : state === "INTERRUPTED" ? "INTERRUPTED" : "FAILED", usage);
+          live.delete(r.executionId);
+          yield* Deferred.succeed(l.done, { record: l.record, cause });
+        }),
+      );
+
+    const classify = (op: Operation, cause: Cause.Cause<unknown>): { classified: ClassifiedError; error: unknown } => {
+      const failure = Cause.failureOption(cause);
+      if (Option.isSome(failure)) {
+        const e = failure.value;
+        if (e instanceof AttemptTimeout) {
+          return { classified: { detail: { type: "TIMEOUT", message: `the attempt exceeded its attempt_timeout of ${e.ms} ms`, retryable: true } }, error: e };
+        }
+        return { classified: op.classify(e), error: e };
+      }
+      // A defect: the operation threw. Say nothing internal to the caller; the log has it.
+      return {
+        classified: { detail: { type: "INTERNAL", message: "the operation failed unexpectedly", retryable: false } },
+        error: Cause.squash(cause),
+      };
+    };
+
+    const runAttempts = (l: Live, op: Operation, input: unknown) =>
+      Effect.gen(function* () {
+        const r0 = l.record;
+        const stepper = makeRetryStepper(r0.retryPolicy);
+        const firstStart = yield* Clock.currentTimeMillis;
+        yield* save(l, { state: "RUNNING", startTime: firstStart });
+        for (let attempt = 1; ; attempt++) {
+          const started = yield* Clock.currentTimeMillis;
+          const { nextAttemptTime: _n, ...withoutNext } = l.record;
+          l.record = withoutNext;
+          yield* save(l, { state: "RUNNING", attempts: [...l.record.attempts, { number: attempt, startTime: started }] });
+          yield* emit(l, { _tag: "AttemptStarted", attempt });
+          yield* auditExecution(l, { type: "EXECUTION_ATTEMPT_STARTED", details: { attempt } });
+
+          const ctx: ExecutionContext = {
+            executionId: r0.executionId,
+            attempt,
+            principal: r0.principal,
+            labels: r0.labels,
+            log: (message, fields) =>
+              Effect.logInfo(message).pipe(
+                Effect.annotateLogs({ execution_id: r0.executionId, operation: r0.operation, attempt, ...fields }),
+              ),
+            progress: (message, data) => emit(l, { _tag: "Progress", message, ...(data === undefined ? {} : { data }) }),
+            reportUsage: (usage) => Effect.sync(() => void l.usage.set(attempt, usage)),
+          };
+          const run = op.run(input, ctx);
+          const exit = yield* Effect.exit(
+            r0.attemptTimeoutMs === undefined
+              ? run
+              : run.pipe(Effect.timeoutFail({ duration: Duration.millis(r0.attemptTimeoutMs), onTimeout: () => new AttemptTimeout(r0.attemptTimeoutMs!) })),
+          );
+          const ended = yield* Clock.currentTimeMillis;
+          if (Exit.isSuccess(exit)) {
+            yield* save(l, { attempts: setAttempt(l, attempt, { endTime: ended }) });
+            return { _tag: "Succeeded" as const, result: exit.value };
+          }
+          const { classified, error } = classify(op, exit.cause);
+          if (classified.detail.type === "INTERNAL") yield* Effect.logError("operation defect", exit.cause);
+          l.lastCause = error;
+          const detail = classified.detail;
+          const retryable = detail.retryable && !r0.retryPolicy.nonRetryableErrorTypes.includes(detail.type);
+          let delayMs = retryable ? Option.getOrUndefined(yield* stepper.next(ended)) : undefined;
+          if (delayMs !== undefined && classified.retryAfterMs !== undefined) {
+            delayMs = Math.max(delayMs, classified.retryAfterMs); // the remote side's Retry-After
+          }
+          const budget = r0.retryPolicy.maxRetryDurationMs;
+          if (delayMs !== undefined && budget > 0 && ended + delayMs - firstStart > budget) delayMs = undefined;
+          const willRetry = delayMs !== undefined;
+          const nextAttemptTime = delayMs === undefined ? undefined : ended + delayMs;
+          yield* save(l, {
+            attempts: setAttempt(l, attempt, { endTime: ended, error: detail, ...(delayMs === undefined ? {} : { retryDelayMs: delayMs }) }),
+            ...(nextAttemptTime === undefined ? {} : { state: "BACKING_OFF" as const, nextAttemptTime }),
+          });
+          yield* emit(l, {
+            _tag: "AttemptFailed",
+            attempt,
+            error: detail,
+            willRetry,
+            ...(delayMs === undefined || nextAttemptTime === undefined ? {} : { retryDelayMs: delayMs, nextAttemptTime }),
+          });
+          yield* auditExecution(l, { type: "EXECUTION_ATTEMPT_FAILED", details: { attempt, error_type: detail.type, error: detail.message, retryable } });
+          if (delayMs === undefined) {
+            return { _tag: "Failed" as const, error: detail, exhausted: retryable, attempts: attempt, cause: error };
+          }
+          yield* auditExecution(l, { type: "EXECUTION_RETRY_SCHEDULED", details: { attempt: attempt + 1, delay_ms: delayMs } });
+          yield* Effect.sleep(Duration.millis(delayMs));
+        }
+      });
+
+    /** The fiber of one execution, from RUNNING to its end. */
+    const runExecution = (l: Live, op: Operation, input: unknown) =>
+      runAttempts(l, op, input).pipe(
+        Effect.timeoutOption(Duration.millis(l.record.timeoutMs)),
+        Effect.flatMap((outcome) => {
+          if (Option.isNone(outcome)) {
+            return finish(l, "TIMED_OUT", {
+              error: { type: "TIMEOUT", message: `the execution exceeded its timeout of ${l.record.timeoutMs} ms`, retryable: false },
+            }, l.lastCause);
+          }
+          const o = outcome.value;
+          return o._tag === "Succeeded"
+            ? finish(l, "SUCCEEDED", { result: o.result })
+            : finish(l, "FAILED", { error: o.error }, o.cause);
+        }),
+        Effect.onInterrupt(() =>
+          l.cancelReason !== undefined
+            ? finish(l, "CANCELLED", { cancelReason: l.cancelReason })
+            : finish(l, "INTERRUPTED", { error: interruptedDetail(shuttingDown ? "the server shut down while this execution was running" : "the execution was interrupted") }),
+        ),
+      );
+
+    /** Accepted (a snapshot), then every later event, ending with the terminal one. */
+    const follow = (l: Live, deduplicated: boolean): Effect.Effect<Stream.Stream<ExecutionEvent>, never, Scope.Scope> =>
+      Effect.gen(function* () {
+        const sub = yield* PubSub.subscribe(l.events);
+        const now = yield* Clock.currentTimeMillis;
+        const accepted: ExecutionEvent = { executionId: l.record.executionId, time: now, kind: { _tag: "Accepted", execution: l.record, deduplicated } };
+        if (l.finished) return replayEnded(l.record, deduplicated, now);
+        return Stream.concat(Stream.succeed(accepted), Stream.fromQueue(sub).pipe(Stream.takeUntil(isTerminalEvent)));
+      });
+
+    const replayEnded = (record: ExecutionRecord, deduplicated: boolean, now: number): Stream.Stream<ExecutionEvent> =>
+      Stream.make<[ExecutionEvent, ExecutionEvent]>(
+        { executionId: record.executionId, time: now, kind: { _tag: "Accepted", execution: record, deduplicated } },
+        { executionId: record.executionId, time: record.endTime ?? now, kind: terminalKind(record) },
+      );
+
+    const sameRequest = (a: ExecutionRecord, cmd: ExecuteCommand) =>
+      a.operation === cmd.operation && JSON.stringify(a.input) === JSON.stringify(cmd.input);
+
+    /** Attach to an execution found by request id: live events if it runs, its ending if not. */
+    const attach = (existing: ExecutionRecord, cmd: ExecuteCommand) =>
+      Effect.gen(function* () {
+        if (!sameRequest(existing, cmd)) {
+          return yield* new RequestIdReused({ requestId: cmd.requestId ?? "", executionId: existing.executionId });
+        }
+        const l = live.get(existing.executionId);
+        if (l !== undefined) return { executionId: existing.executionId, deduplicated: true, live: l, events: yield* follow(l, true) };
+        const now = yield* Clock.currentTimeMillis;
+        return {
+          executionId: existing.executionId,
+          deduplicated: true,
+          live: undefined,
+          events: isTerminal(existing.state)
+            ? replayEnded(existing, true, now)
+            : Stream.make<[ExecutionEvent]>({ executionId: existing.executionId, time: now, kind: { _tag: "Accepted", execution: existing, deduplicated: true } }),
+        };
+      });
+
+    /**
+     * Starts (or, for a known request id, attaches to) an execution. The returned event stream
+     * is subscribed before the run begins, so it misses nothing; it belongs to the caller's scope.
+     */
+    const start = Effect.fn("Orchestrator.start")(function* (cmd: ExecuteCommand) {
+      const op = yield* registry.get(cmd.operation);
+      yield* Effect.annotateCurrentSpan({ operation: op.name, principal: cmd.principal.subject });
+      yield* authorize(cmd.principal, permissionOf(op), op.name);
+      yield* validate(cmd);
+      const input = yield* decodeInput(op, cmd.input);
+
+      if (cmd.requestId !== undefined && cmd.requestId !== "") {
+        const found = yield* store.findByRequestId(cmd.principal.subject, cmd.requestId);
+        if (Option.isSome(found)) return yield* attach(found.value, cmd);
+      }
+
+      const executionId = randomUUID();
+      const labels = cmd.labels ?? {};
+      const model = op.model?.(input);
+      const estimatedTokens = op.estimateTokens?.(input);
+      const policyContext: PolicyContext = {
+        principal: cmd.principal,
+        operation: op.name,
+        labels,
+        executionId,
+        ...(model === undefined ? {} : { model }),
+        ...(estimatedTokens === undefined ? {} : { estimatedTokens }),
+      };
+      const decision = yield* policy.check(policyContext).pipe(
+        Effect.tapError((denied) =>
+          audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "DENY", reason: denied.reason, details: { rule: denied.rule } }),
+        ),
+      );
+      yield* audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "ALLOW", details: { rule: decision.rule, policy_version: decision.policyVersion } });
+
+      if (config.operationRateLimit !== undefined) {
+        const key = `op:${cmd.principal.tenant}:${cmd.principal.subject}:${op.name}`;
+        const d = yield* limiter.consume(key, config.operationRateLimit);
+        yield* audit.log({
+          type: "RATE_LIMIT_CHECKED",
+          principal: cmd.principal,
+          operation: op.name,
+          decision: d.allowed ? "ALLOW" : "DENY",
+          details: { key: "principal+operation", limit: d.limit, remaining: d.remaining },
+        });
+        if (!d.allowed) {
+          return yield* new RateLimited({ key: `${cmd.principal.subject}/${op.name}`, limit: d.limit, remaining: d.remaining, retryAfterMs: d.retryAfterMs, resetMs: d.resetMs });
+        }
+      }
+
+      const now = yield* Clock.currentTimeMillis;
+      const record: ExecutionRecord = {
+        executionId,
+        operation: op.name,
+        input: cmd.input,
+        state: "PENDING",
+        principal: cmd.principal,
+        labels,
+        attempts: [],
+        createTime: now,
+        retryPolicy: resolveRetryPolicy(cmd.retry, op.retry, config.retryDefaults),
+        timeoutMs: cmd.timeoutMs ?? config.defaultTimeoutMs,
+        ...(cmd.requestId === undefined || cmd.requestId === "" ? {} : { requestId: cmd.requestId }),
+        ...(cmd.attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: cmd.attemptTimeoutMs }),
+        ...(cmd.scheduleId === undefined ? {} : { scheduleId: cmd.scheduleId }),
+        ...(cmd.nominalTime === undefined ? {} : { nominalTime: cmd.nominalTime }),
+        ...(cmd.traceId === undefined ? {} : { traceId: cmd.traceId }),
+      };
+      const inserted = yield* store.insert(record);
+      if (inserted._tag === "Duplicate") return yield* attach(inserted.existing, cmd); // lost a same-request_id race
+
+      const l: Live = {
+        record,
+        events: yield* PubSub.unbounded<ExecutionEvent>(),
+        done: yield* Deferred.make<Ending>(),
+        cancelReason: undefined,
+        finished: false,
+        lastCause: undefined,
+        usage: new Map(),
+        policy: policyContext,
+      };
+      live.set(executionId, l);
+      yield* auditExecution(l, { type: "EXECUTION_ACCEPTED", details: { retry_policy: { ...record.retryPolicy, nonRetryableErrorTypes: [...record.retryPolicy.nonRetryableErrorTypes] }, timeout_ms: record.timeoutMs } });
+      const events = yield* follow(l, false);
+      yield* FiberMap.run(fibers, executionId, runExecution(l, op, input));
+      return { executionId, deduplicated: false, live: l as Live | undefined, events };
+    });
+
+    /** Cancels a running execution (its attempt or its backoff sleep) and waits for its end. */
+    const cancelLive = (l: Live, reason: string) =>
+      Effect.suspend(() => {
+        l.cancelReason ??= reason;
+        return FiberMap.remove(fibers, l.record.executionId);
+      }).pipe(Effect.zipRight(Deferred.await(l.done)));
+
+    const visible = (principal: Principal, r: ExecutionRecord) => r.principal.tenant === principal.tenant;
+
+    const getRecord = (principal: Principal, executionId: string) =>
+      Effect.gen(function* () {
+        const l = live.get(executionId);
+        const record = l !== undefined ? l.record : Option.getOrUndefined(yield* store.get(executionId));
+        // Another tenant's execution is indistinguishable from a missing one.
+        if (record === undefined || !visible(principal, record)) return yield* new ExecutionNotFound({ executionId });
+        return record;
+      });
+
+    const toRunError = (e: Ending): RunError => {
+      const r = e.record;
+      switch (r.state) {
+        case "CANCELLED":
+          return new Cancelled({ executionId: r.executionId, reason: r.cancelReason ?? "cancelled" });
+        case "TIMED_OUT":
+          return new DeadlineExceeded({ executionId: r.executionId, timeoutMs: r.timeoutMs });
+        case "INTERRUPTED":
+          return new Interrupted({ executionId: r.executionId });
+        default: {
+          const error = r.error ?? interruptedDetail("unknown failure");
+          const last = r.attempts.at(-1);
+          return error.retryable && !r.retryPolicy.nonRetryableErrorTypes.includes(error.type)
+            ? new RetriesExhausted({ executionId: r.executionId, attempts: r.attempts.length, lastError: error, cause: e.cause })
+            : new AttemptFailed({ executionId: r.executionId, attempt: last?.number ?? 0, error, cause: e.cause });
+        }
+      }
+    };
+
+    return {
+      /**
+       * Starts an execution and follows it: Accepted, then its events, ending with the terminal
+       * one (or right after Accepted when detached). If the consumer stops early and it is not
+       * detached, the execution is cancelled.
+       */
+      executeStream: (
+        cmd: ExecuteCommand,
+        options: { readonly detach?: boolean; readonly cancelReason?: () => string } = {},
+      ): Stream.Stream<ExecutionEvent, StartError> =>
+        Stream.unwrapScoped(
+          Effect.gen(function* () {
+            const s = yield* start(cmd);
+            const l = s.live;
+            if (options.detach === true) return s.events.pipe(Stream.take(1));
+            if (l !== undefined) {
+              yield* Effect.addFinalizer(() =>
+                l.finished ? Effect.void : cancelLive(l, options.cancelReason?.() ?? "the consumer stopped following").pipe(Effect.asVoid),
+              );
+            }
+            return s.events;
+          }),
+        ),
+
+      /**
+       * Runs an operation in-process and returns its result, failing with the start refusal or
+       * the run's ending. Interrupting the caller, or aborting the signal, cancels it.
+       */
+      execute: (operation: string, input: JsonObject, options: ExecuteOptions): Effect.Effect<JsonValue, StartError | RunError> =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const s = yield* start({
+              operation,
+              input,
+              principal: options.principal,
+              requestId: options.idempotencyKey,
+              retry: options.retry,
+              timeoutMs: options.timeout === undefined ? undefined : Duration.toMillis(options.timeout),
+              attemptTimeoutMs: options.attemptTimeout === undefined ? undefined : Duration.toMillis(options.attemptTimeout),
+              labels: options.labels,
+            });
+            let ending: Ending;
+            if (s.live === undefined) {
+              const record = Option.getOrThrow(yield* store.get(s.executionId));
+              if (!isTerminal(record.state)) return yield* new Interrupted({ executionId: s.executionId });
+              ending = { record };
+            } else {
+              const l = s.live;
+              const aborted = abortOf(options.signal);
+              ending = yield* Effect.raceFirst(
+                Deferred.await(l.done),
+                aborted.pipe(Effect.zipRight(cancelLive(l, "aborted by the caller's signal"))),
+              ).pipe(Effect.onInterrupt(() => (l.finished ? Effect.void : cancelLive(l, "the caller was interrupted"))));
+            }
+            if (ending.record.state === "SUCCEEDED") return ending.record.result ?? null;
+            return yield* Effect.fail(toRunError(ending));
+          }),
+        ),
+
+      get: (principal: Principal, executionId: string) =>
+        Effect.gen(function* () {
+          yield* authorize(principal, "executions:read");
+          return yield* getRecord(principal, executionId);
+        }),
+
+      list: (principal: Principal, query: ListExecutionsQuery) =>
+        Effect.gen(function* () {
+          yield* authorize(principal, "executions:read");
+          const pageSize = yield* resolvePageSize(query.pageSize ?? 0);
+          const order = query.order ?? "CREATE_TIME_DESCENDING";
+          const filter: ExecutionFilter = { ...query.filter, tenant: principal.tenant };
+          const after = yield* decodePageToken<ExecutionCursor>(query.pageToken ?? "", { filter, order });
+          const page = yield* store.list(filter, order, pageSize, after);
+          return {
+            executions: page.items,
+            nextPageToken: page.next === undefined ? "" : encodePageToken(page.next, { filter, order }),
+          };
+        }),
+
+      cancel: (principal: Principal, executionId: string, reason: string) =>
+        Effect.gen(function* () {
+          const record = yield* getRecord(principal, executionId);
+          if (record.principal.subject !== principal.subject) yield* authorize(principal, "executions:cancel", record.operation);
+          const l = live.get(executionId);
+          if (l === undefined || l.finished) {
+            return yield* new ExecutionAlreadyEnded({ executionId, state: record.state });
+          }
+          const ending = yield* cancelLive(l, reason === "" ? `cancelled by ${principal.subject}` : reason);
+          return ending.record;
+        }),
+
+      /** Executions running in this process now. */
+      running: () => live.size,
+    };
+  }),
+}) {}
+
+/** The failure an attempt gets when it outlives attempt_timeout. */
+class AttemptTimeout {
+  readonly _tag = "AttemptTimeout";
+  constructor(readonly ms: number) {}
+}
+
+const abortOf = (signal: AbortSignal | undefined): Effect.Effect<void> =>
+  signal === undefined
+    ? Effect.never
+    : Effect.async<void>((resume) => {
+        if (signal.aborted) return resume(Effect.void);
+        const onAbort = () => resume(Effect.void);
+        signal.addEventListener("abort", onAbort, { once: true });
+        return Effect.sync(() => signal.removeEventListener("abort", onAbort));
+      });
+
+export function terminalKind(r: ExecutionRecord): ExecutionEventKind {
+  const attempts = r.attempts.length;
+  const error = r.error ?? interruptedDetail("no error recorded");
+  switch (r.state) {
+    case "SUCCEEDED":
+      return { _tag: "Succeeded", result: r.result ?? null, attempts, ...(r.tokenUsage === undefined ? {} : { tokenUsage: r.tokenUsage }) };
+    case "CANCELLED":
+      return { _tag: "Cancelled", reason: r.cancelReason ?? "cancelled", attempts };
+    case "TIMED_OUT":
+      return { _tag: "TimedOut", error, attempts };
+    case "INTERRUPTED":
+      return { _tag: "Interrupted", error, attempts };
+    default:
+      return { _tag: "Failed", error, attempts };
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Every way the core can refuse or fail, as tagged data. The transport maps each tag to a gRPC
+ * status in one place (src/transport/error-mapping.ts); nothing collapses into a generic error.
+ */
+import { Data } from "effect";
+import type { ErrorDetail, ExecutionState } from "./model.js";
+
+export interface FieldViolation {
+  readonly field: string;
+  readonly description: string;
+}
+
+export class OperationNotFound extends Data.TaggedError("OperationNotFound")<{ readonly operation: string }> {
+  override get message() {
+    return `no operation named "${this.operation}"`;
+  }
+}
+
+export class InvalidInput extends Data.TaggedError("InvalidInput")<{ readonly violations: ReadonlyArray<FieldViolation> }> {
+  override get message() {
+    return this.violations.map((v) => (v.field === "" ? v.description : `${v.field}: ${v.description}`)).join("; ");
+  }
+}
+
+export class PermissionDenied extends Data.TaggedError("PermissionDenied")<{
+  readonly subject: string;
+  readonly permission: string;
+}> {
+  override get message() {
+    return `permission "${this.permission}" is required`;
+  }
+}
+
+export class PolicyDenied extends Data.TaggedError("PolicyDenied")<{ readonly rule: string; readonly reason: string }> {
+  override get message() {
+    return `denied by policy rule "${this.rule}": ${this.reason}`;
+  }
+}
+
+export class RateLimited extends Data.TaggedError("RateLimited")<{
+  readonly key: string;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly retryAfterMs: number;
+  readonly resetMs: number;
+}> {
+  override get message() {
+    return `rate limit of ${this.limit} reached for ${this.key}; retry after ${Math.ceil(this.retryAfterMs / 1000)}s`;
+  }
+}
+
+export class ExecutionNotFound extends Data.TaggedError("ExecutionNotFound")<{ readonly executionId: string }> {
+  override get message() {
+    return `no execution "${this.executionId}"`;
+  }
+}
+
+export class ExecutionAlreadyEnded extends Data.TaggedError("ExecutionAlreadyEnded")<{
+  readonly executionId: string;
+  readonly state: ExecutionState;
+}> {
+  override get message() {
+    return `execution "${this.executionId}" has already ended (${this.state})`;
+  }
+}
+
+export class RequestIdReused extends Data.TaggedError("RequestIdReused")<{
+  readonly requestId: string;
+  readonly executionId: string;
+}> {
+  override get message() {
+    return `request_id "${this.requestId}" was already used for a different request (execution "${this.executionId}")`;
+  }
+}
+
+/** The store could not be read or written. */
+export class StoreError extends Data.TaggedError("StoreError")<{ readonly operation: string; readonly cause: unknown }> {
+  override get message() {
+    return `store ${this.operation} failed`;
+  }
+}
+
+// Outcomes of a run, as the in-process execute() fails with them.
+
+/** A failure the operation declared non-retryable (or listed in non_retryable_error_types). */
+export class AttemptFailed<E = unknown> extends Data.TaggedError("AttemptFailed")<{
+  readonly executionId: string;
+  readonly attempt: number;
+  readonly error: ErrorDetail;
+  /** The operation's own typed error. */
+  readonly cause: E;
+}> {
+  override get message() {
+    return `attempt ${this.attempt} failed: ${this.error.message}`;
+  }
+}
+
+/** Retryable failures until the policy ran out (attempts or total duration). */
+export class RetriesExhausted<E = unknown> extends Data.TaggedError("RetriesExhausted")<{
+  readonly executionId: string;
+  readonly attempts: number;
+  readonly lastError: ErrorDetail;
+  readonly cause: E;
+}> {
+  override get message() {
+    return `gave up after ${this.attempts} attempts: ${this.lastError.message}`;
+  }
+}
+
+export class Cancelled extends Data.TaggedError("Cancelled")<{ readonly executionId: string; readonly reason: string }> {
+  override get message() {
+    return `execution "${this.executionId}" was cancelled: ${this.reason}`;
+  }
+}
+
+export class DeadlineExceeded extends Data.TaggedError("DeadlineExceeded")<{
+  readonly executionId: string;
+  readonly timeoutMs: number;
+}> {
+  override get message() {
+    return `execution "${this.executionId}" exceeded its timeout of ${this.timeoutMs} ms`;
+  }
+}
+
+/** The process stopped while the execution ran (found on the next start). */
+export class Interrupted extends Data.TaggedError("Interrupted")<{ readonly executionId: string }> {
+  override get message() {
+    return `execution "${this.executionId}" was interrupted by a server restart`;
+  }
+}
+
+/** Refusals before anything runs. */
+export type StartError =
+  | OperationNotFound
+  | InvalidInput
+  | PermissionDenied
+  | PolicyDenied
+  | RateLimited
+  | RequestIdReused
+  | StoreError;
+
+/** How a run ends when it does not succeed. */
+export type RunError<E = unknown> = AttemptFailed<E> | RetriesExhausted<E> | Cancelled | DeadlineExceeded | Interrupted;

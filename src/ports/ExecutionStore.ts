@@ -1,0 +1,51 @@
+/**
+ * Port: where executions and their attempts live. Layers: ExecutionStore.sqlite (the embedded
+ * default, src/ports/sqlite/), ExecutionStore.memory (tests, embedding without a disk).
+ */
+import { Context, type Effect, type Option } from "effect";
+import type { StoreError } from "../core/errors.js";
+import type {
+  ErrorDetail,
+  ExecutionCursor,
+  ExecutionFilter,
+  ExecutionOrder,
+  ExecutionPage,
+  ExecutionRecord,
+} from "../core/model.js";
+
+export type InsertResult =
+  | { readonly _tag: "Inserted" }
+  /** Another execution of the same principal already holds this request id. */
+  | { readonly _tag: "Duplicate"; readonly existing: ExecutionRecord };
+
+export interface ExecutionStoreShape {
+  /** Inserts a new execution; atomic on (principal.subject, requestId) when requestId is set. */
+  readonly insert: (record: ExecutionRecord) => Effect.Effect<InsertResult, StoreError>;
+  /** Replaces the stored execution (attempts included) with this version. */
+  readonly update: (record: ExecutionRecord) => Effect.Effect<void, StoreError>;
+  readonly get: (executionId: string) => Effect.Effect<Option.Option<ExecutionRecord>, StoreError>;
+  readonly findByRequestId: (
+    subject: string,
+    requestId: string,
+  ) => Effect.Effect<Option.Option<ExecutionRecord>, StoreError>;
+  /**
+   * One page in (createTime, executionId) order; `after` is the last item of the previous page.
+   * Returns `next` when there may be more.
+   */
+  readonly list: (
+    filter: ExecutionFilter,
+    order: ExecutionOrder,
+    pageSize: number,
+    after: ExecutionCursor | undefined,
+  ) => Effect.Effect<ExecutionPage, StoreError>;
+  /**
+   * Marks every execution not in a terminal state as INTERRUPTED (the process that ran them is
+   * gone), ending its open attempt and clearing next_attempt_time. Called once at start-up.
+   * Returns the ids it changed.
+   */
+  readonly interruptUnfinished: (now: number, error: ErrorDetail) => Effect.Effect<ReadonlyArray<string>, StoreError>;
+  /** Deletes terminal executions that ended before the given time. Returns how many. */
+  readonly prune: (endedBefore: number) => Effect.Effect<number, StoreError>;
+}
+
+export class ExecutionStore extends Context.Tag("orchestrator/ExecutionStore")<ExecutionStore, ExecutionStoreShape>() {}

@@ -1,0 +1,70 @@
+/**
+ * The one mapping from the core's tagged errors to gRPC statuses. Exhaustive over the tags: a
+ * new error type is a compile error here until it is given a code and a reason.
+ */
+import { Cause, Option } from "effect";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import type {
+  ExecutionAlreadyEnded,
+  ExecutionNotFound,
+  RunError,
+  StartError,
+} from "../core/errors.js";
+import { rpcError } from "./errors.js";
+
+export type CoreError = StartError | RunError | ExecutionNotFound | ExecutionAlreadyEnded;
+
+export function toConnectError(e: CoreError): ConnectError {
+  switch (e._tag) {
+    case "OperationNotFound":
+      return rpcError({ code: Code.NotFound, message: e.message, reason: "OPERATION_NOT_FOUND", metadata: { operation: e.operation } });
+    case "InvalidInput":
+      return rpcError({ code: Code.InvalidArgument, message: e.message, reason: "INVALID_ARGUMENT", violations: e.violations });
+    case "PermissionDenied":
+      return rpcError({ code: Code.PermissionDenied, message: e.message, reason: "PERMISSION_DENIED", metadata: { permission: e.permission } });
+    case "PolicyDenied":
+      return rpcError({ code: Code.PermissionDenied, message: e.message, reason: "POLICY_DENIED", metadata: { rule: e.rule, reason: e.reason } });
+    case "RateLimited": {
+      const err = rpcError({
+        code: Code.ResourceExhausted,
+        message: e.message,
+        reason: "RATE_LIMITED",
+        metadata: { key: e.key, limit: String(e.limit), retry_after_ms: String(e.retryAfterMs) },
+        retryDelayMs: e.retryAfterMs,
+      });
+      // IETF draft RateLimit header fields, in seconds.
+      err.metadata.set("ratelimit-limit", String(e.limit));
+      err.metadata.set("ratelimit-remaining", String(e.remaining));
+      err.metadata.set("ratelimit-reset", String(Math.ceil(e.resetMs / 1000)));
+      err.metadata.set("retry-after", String(Math.ceil(e.retryAfterMs / 1000)));
+      return err;
+    }
+    case "RequestIdReused":
+      return rpcError({ code: Code.AlreadyExists, message: e.message, reason: "REQUEST_ID_REUSED", metadata: { request_id: e.requestId, execution_id: e.executionId } });
+    case "StoreError":
+      // The cause stays in the server log; the caller learns only that storage failed.
+      return rpcError({ code: Code.Unavailable, message: "the execution store is unavailable; retry later", reason: "STORE_UNAVAILABLE" });
+    case "ExecutionNotFound":
+      return rpcError({ code: Code.NotFound, message: e.message, reason: "EXECUTION_NOT_FOUND", metadata: { execution_id: e.executionId } });
+    case "ExecutionAlreadyEnded":
+      return rpcError({ code: Code.FailedPrecondition, message: e.message, reason: "EXECUTION_ALREADY_ENDED", metadata: { execution_id: e.executionId, state: e.state } });
+    case "AttemptFailed":
+      return rpcError({ code: Code.Aborted, message: e.message, reason: "EXECUTION_FAILED", metadata: { execution_id: e.executionId, error_type: e.error.type } });
+    case "RetriesExhausted":
+      return rpcError({ code: Code.Aborted, message: e.message, reason: "RETRIES_EXHAUSTED", metadata: { execution_id: e.executionId, attempts: String(e.attempts), error_type: e.lastError.type } });
+    case "Cancelled":
+      return rpcError({ code: Code.Canceled, message: e.message, reason: "EXECUTION_CANCELLED", metadata: { execution_id: e.executionId } });
+    case "DeadlineExceeded":
+      return rpcError({ code: Code.DeadlineExceeded, message: e.message, reason: "EXECUTION_TIMED_OUT", metadata: { execution_id: e.executionId } });
+    case "Interrupted":
+      return rpcError({ code: Code.Unavailable, message: e.message, reason: "EXECUTION_INTERRUPTED", metadata: { execution_id: e.executionId } });
+  }
+}
+
+/** A failed Effect's cause as the caller sees it: typed failures mapped, defects hidden. */
+export function causeToConnectError(cause: Cause.Cause<CoreError>): ConnectError {
+  const failure = Cause.failureOption(cause);
+  if (Option.isSome(failure)) return toConnectError(failure.value);
+  if (Cause.isInterruptedOnly(cause)) return rpcError({ code: Code.Canceled, message: "the call was cancelled", reason: "CANCELLED" });
+  return rpcError({ code: Code.Internal, message: "internal error", reason: "INTERNAL" });
+}

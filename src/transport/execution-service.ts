@@ -1,0 +1,138 @@
+/**
+ * ExecutionService handlers: proto → command, call the core, domain → proto. No rule lives here.
+ */
+import { Effect, Exit, Stream, type ManagedRuntime } from "effect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { Orchestrator } from "../core/Orchestrator.js";
+import { InvalidInput } from "../core/errors.js";
+import {
+  CancelExecutionResponseSchema,
+  ExecuteResponseSchema,
+  type ExecuteResponse,
+  ExecutionService,
+  GetExecutionResponseSchema,
+  ListExecutionsResponseSchema,
+} from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { principalOf } from "./auth-interceptor.js";
+import {
+  executeCommandFromPb,
+  executionEventToPb,
+  executionToPb,
+  orderFromPb,
+  statesFromPb,
+  Violations,
+} from "./convert.js";
+import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
+
+export type OrchestratorRuntime = ManagedRuntime.ManagedRuntime<Orchestrator, never>;
+
+/** Runs a core effect for one RPC; the call's abort signal interrupts it. */
+export async function runRpc<A>(
+  runtime: OrchestratorRuntime,
+  ctx: HandlerContext,
+  effect: Effect.Effect<A, CoreError, Orchestrator>,
+): Promise<A> {
+  const exit = await runtime.runPromiseExit(effect, { signal: ctx.signal });
+  if (Exit.isSuccess(exit)) return exit.value;
+  throw causeToConnectError(exit.cause);
+}
+
+const invalid = (violations: Violations) => Effect.fail(new InvalidInput({ violations: violations.list }));
+
+/** Why a streaming call stopped early, for the execution's cancel reason. */
+function abortReason(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  return r instanceof ConnectError && r.code === Code.DeadlineExceeded
+    ? "the call's deadline passed"
+    : "the client cancelled the call";
+}
+
+export function executionService(runtime: OrchestratorRuntime) {
+  return {
+    async *execute(req, ctx): AsyncGenerator<ExecuteResponse> {
+      const principal = principalOf(ctx);
+      const { cmd, violations } = executeCommandFromPb(req, principal, undefined);
+      if (violations.length > 0) throw toConnectError(new InvalidInput({ violations }));
+      const events: Stream.Stream<ExecuteResponse, ConnectError, Orchestrator> = Stream.unwrap(
+        Effect.map(Orchestrator, (o) => o.executeStream(cmd, { detach: req.detach, cancelReason: () => abortReason(ctx.signal) })),
+      ).pipe(
+        Stream.map((e) => create(ExecuteResponseSchema, { event: executionEventToPb(e) })),
+        Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause))),
+        // A client cancel or deadline ends the stream, which cancels the execution (unless detached).
+        Stream.interruptWhen(
+          Effect.async<void>((resume) => {
+            if (ctx.signal.aborted) return resume(Effect.void);
+            const onAbort = () => resume(Effect.void);
+            ctx.signal.addEventListener("abort", onAbort, { once: true });
+            return Effect.sync(() => ctx.signal.removeEventListener("abort", onAbort));
+          }),
+        ),
+      );
+      const rt = await runtime.runtime();
+      yield* Stream.toAsyncIterableRuntime(events, rt);
+    },
+
+    async getExecution(req, ctx) {
+      const principal = principalOf(ctx);
+      return runRpc(
+        runtime,
+        ctx,
+        Effect.gen(function* () {
+          if (req.executionId === "") return yield* invalidField("execution_id", "is required");
+          const o = yield* Orchestrator;
+          const record = yield* o.get(principal, req.executionId);
+          return create(GetExecutionResponseSchema, { execution: executionToPb(record) });
+        }),
+      );
+    },
+
+    async listExecutions(req, ctx) {
+      const principal = principalOf(ctx);
+      return runRpc(
+        runtime,
+        ctx,
+        Effect.gen(function* () {
+          const v = new Violations();
+          const states = statesFromPb(req.states, v);
+          const order = orderFromPb(req.order, v);
+          if (v.list.length > 0) return yield* invalid(v);
+          const o = yield* Orchestrator;
+          const page = yield* o.list(principal, {
+            filter: {
+              ...(req.operation === "" ? {} : { operation: req.operation }),
+              ...(states.length === 0 ? {} : { states }),
+              ...(req.scheduleId === "" ? {} : { scheduleId: req.scheduleId }),
+              ...(req.principalSubject === "" ? {} : { principalSubject: req.principalSubject }),
+              ...(Object.keys(req.labels).length === 0 ? {} : { labels: req.labels }),
+            },
+            order,
+            pageSize: req.pageSize,
+            pageToken: req.pageToken,
+          });
+          return create(ListExecutionsResponseSchema, {
+            executions: page.executions.map(executionToPb),
+            nextPageToken: page.nextPageToken,
+          });
+        }),
+      );
+    },
+
+    async cancelExecution(req, ctx) {
+      const principal = principalOf(ctx);
+      return runRpc(
+        runtime,
+        ctx,
+        Effect.gen(function* () {
+          if (req.executionId === "") return yield* invalidField("execution_id", "is required");
+          const o = yield* Orchestrator;
+          const record = yield* o.cancel(principal, req.executionId, req.reason);
+          return create(CancelExecutionResponseSchema, { execution: executionToPb(record) });
+        }),
+      );
+    },
+  } satisfies ServiceImpl<typeof ExecutionService>;
+}
+
+const invalidField = (field: string, description: string) =>
+  Effect.fail(new InvalidInput({ violations: [{ field, description }] }));
