@@ -9,10 +9,13 @@
  *   baseline      bare connectNodeAdapter on node:http2
  *   subject-warn  src/main.ts --log-level warn  (no per-RPC log line)
  *   subject-info  src/main.ts --log-level info  (one JSON log line per RPC, stdout -> /dev/null)
- * Load: BENCH_CALLS calls, BENCH_CONCURRENCY in flight, over one HTTP/2 connection, after
- * BENCH_WARMUP warm-up calls on that connection; for gRPC (createGrpcTransport) and Connect
- * binary (createConnectTransport, httpVersion "2"). BENCH_ROUNDS rounds, servers alternated
- * (order rotated each round); medians over rounds. If h2load is on PATH (and BENCH_H2LOAD is
+ * Load: BENCH_CALLS (10,000) calls, BENCH_CONCURRENCY (50) in flight, over one HTTP/2
+ * connection; for gRPC (createGrpcTransport) and Connect binary (createConnectTransport,
+ * httpVersion "2"). Each server first gets BENCH_WARMUP (2,000) calls per protocol and client
+ * (JIT), and every measurement starts with 500 unmeasured calls on its fresh connection.
+ * BENCH_ROUNDS (3) rounds, servers alternated (order rotated each round); medians over rounds.
+ * BENCH_CPU_PROF=DIR starts the servers with --cpu-prof into DIR/<server>/ (written when they
+ * stop; the largest file is the main thread, the other is tsx's loader thread). If h2load is on PATH (and BENCH_H2LOAD is
  * not "0"), the same calls are also driven by h2load, whose client costs far less CPU than
  * connect-node's (on 2 cores the client competes with the server).
  *
@@ -20,7 +23,7 @@
  * calls or when BENCH_DEADLINE_S (default 270) passes.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,12 +41,14 @@ const envInt = (name: string, fallback: number): number => {
 };
 
 const config = {
-  calls: envInt("BENCH_CALLS", 20_000),
+  calls: envInt("BENCH_CALLS", 10_000),
   warmup: envInt("BENCH_WARMUP", 2_000),
   concurrency: envInt("BENCH_CONCURRENCY", 50),
   rounds: envInt("BENCH_ROUNDS", 3),
   deadlineS: envInt("BENCH_DEADLINE_S", 270),
 };
+const connectionWarmup = Math.min(500, config.warmup);
+const cpuProfDir = process.env["BENCH_CPU_PROF"];
 const callTimeoutMs = 10_000;
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -59,6 +64,21 @@ interface Sample {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly failed: number;
+  /** Server CPU (user + system, all threads) per measured call, microseconds; NaN off Linux. */
+  readonly serverCpuUs: number;
+}
+
+// Server CPU from /proc/<pid>/stat (utime + stime, in clock ticks): unlike req/s it barely moves
+// when something else on the machine competes for the cores.
+const clockTicks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks; // fields 14 and 15 of stat
+  } catch {
+    return Number.NaN;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,7 +118,8 @@ async function startServer(name: ServerName): Promise<Running> {
     args = ["--import", "tsx", "src/main.ts", "--port", String(port), "--data-dir", dataDir, "--log-level", level];
   }
   const devNull = openSync("/dev/null", "w");
-  const child = spawn(process.execPath, args, {
+  const prof = cpuProfDir === undefined || cpuProfDir === "" ? [] : ["--cpu-prof", "--cpu-prof-dir", join(cpuProfDir, name)];
+  const child = spawn(process.execPath, [...prof, ...args], {
     cwd: root,
     stdio: ["ignore", devNull, "inherit"],
     env: { ...process.env, NODE_ENV: "production" },
@@ -188,22 +209,39 @@ async function drive(
   return failed;
 }
 
-async function measureConnectNode(protocol: Protocol, port: number): Promise<Sample> {
+async function measureConnectNode(protocol: Protocol, { port, child }: Running, warmup: number): Promise<Sample> {
   const manager = new Http2SessionManager(`http://127.0.0.1:${port}`);
   try {
     const client = createClient(Health, makeTransport(protocol, port, manager));
-    await drive(client, config.warmup, undefined);
+    await drive(client, warmup, undefined);
     const latencies = new Float64Array(config.calls);
+    const cpu0 = cpuSeconds(child.pid);
     const t0 = performance.now();
     const failed = await drive(client, config.calls, latencies);
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds(child.pid) - cpu0;
     latencies.sort();
     return {
       reqPerSec: config.calls / seconds,
       p50Ms: percentile(latencies, 0.5),
       p99Ms: percentile(latencies, 0.99),
       failed,
+      serverCpuUs: (cpu / config.calls) * 1e6,
     };
+  } finally {
+    manager.abort();
+  }
+}
+
+/** Unmeasured calls; returns the number that failed. */
+async function warm(client: Client, protocol: Protocol, port: number, bodyDir: string): Promise<number> {
+  if (client === "h2load") {
+    await runH2load(h2loadArgs(protocol, port, config.warmup, bodyDir));
+    return 0;
+  }
+  const manager = new Http2SessionManager(`http://127.0.0.1:${port}`);
+  try {
+    return await drive(createClient(Health, makeTransport(protocol, port, manager)), config.warmup, undefined);
   } finally {
     manager.abort();
   }
@@ -250,9 +288,11 @@ function runH2load(args: string[]): Promise<string> {
   });
 }
 
-async function measureH2load(protocol: Protocol, port: number, bodyDir: string): Promise<Sample> {
-  await runH2load(h2loadArgs(protocol, port, config.warmup, bodyDir));
+async function measureH2load(protocol: Protocol, { port, child }: Running, bodyDir: string, warmup: number): Promise<Sample> {
+  await runH2load(h2loadArgs(protocol, port, warmup, bodyDir));
+  const cpu0 = cpuSeconds(child.pid);
   const out = await runH2load(h2loadArgs(protocol, port, config.calls, bodyDir));
+  const cpu = cpuSeconds(child.pid) - cpu0;
   const rps = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out);
   const reqs = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
   const lat = /time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(out);
@@ -265,6 +305,7 @@ async function measureH2load(protocol: Protocol, port: number, bodyDir: string):
     p50Ms: toMs(lat[5], lat[6]), // mean
     p99Ms: Number.NaN,
     failed: config.calls - succeeded,
+    serverCpuUs: (cpu / config.calls) * 1e6,
   };
 }
 
@@ -298,23 +339,32 @@ async function main(): Promise<void> {
 
   const servers = new Map<ServerName, Running>();
   for (const name of serverNames) servers.set(name, await startServer(name));
+  // JIT warm-up of every server with every client and protocol; nothing measured.
+  let failedTotal = 0;
+  for (const { port } of servers.values()) {
+    for (const client of clients) {
+      for (const protocol of protocols) failedTotal += await warm(client, protocol, port, bodyDir);
+    }
+  }
+  process.stdout.write(`  warm-up done (${round1((performance.now() - started) / 1000)} s)\n`);
 
   const samples = new Map<string, Sample[]>();
   const key = (c: Client, p: Protocol, s: ServerName): string => `${c}/${p}/${s}`;
-  let failedTotal = 0;
   for (let r = 0; r < config.rounds; r++) {
     const order = serverNames.map((_, i) => serverNames[(i + r) % serverNames.length]!);
     for (const client of clients) {
       for (const protocol of protocols) {
         for (const name of order) {
-          const { port } = servers.get(name)!;
+          const server = servers.get(name)!;
           const sample =
-            client === "connect-node" ? await measureConnectNode(protocol, port) : await measureH2load(protocol, port, bodyDir);
+            client === "connect-node"
+              ? await measureConnectNode(protocol, server, connectionWarmup)
+              : await measureH2load(protocol, server, bodyDir, connectionWarmup);
           failedTotal += sample.failed;
           const k = key(client, protocol, name);
           samples.set(k, [...(samples.get(k) ?? []), sample]);
           process.stdout.write(
-            `  round ${r + 1} ${k.padEnd(32)} ${sample.reqPerSec.toFixed(0).padStart(6)} req/s` +
+            `  round ${r + 1} ${k.padEnd(34)} ${sample.reqPerSec.toFixed(0).padStart(6)} req/s ${sample.serverCpuUs.toFixed(0).padStart(5)} us server CPU/call` +
               `${sample.failed > 0 ? `  FAILED ${sample.failed}` : ""}\n`,
           );
         }
@@ -325,38 +375,47 @@ async function main(): Promise<void> {
 
   const results: Array<Record<string, unknown>> = [];
   const lines: string[] = [];
-  const header = `${"client".padEnd(13)}${"protocol".padEnd(9)}${"server".padEnd(14)}${"req/s".padStart(8)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}${"ratio".padStart(8)}   req/s per round`;
-  lines.push(header, "-".repeat(header.length + 6));
+  const fmt = (x: number, d: number): string => (Number.isNaN(x) ? "-" : x.toFixed(d));
+  const header =
+    `${"client".padEnd(13)}${"protocol".padEnd(9)}${"server".padEnd(14)}${"req/s".padStart(7)}${"p50 ms".padStart(8)}` +
+    `${"p99 ms".padStart(8)}${"ratio".padStart(7)}${"cpu us".padStart(8)}${"cpu x".padStart(7)}   req/s per round`;
+  lines.push(header, "-".repeat(header.length + 4));
   for (const client of clients) {
     for (const protocol of protocols) {
-      const baseRps = median((samples.get(key(client, protocol, "baseline")) ?? []).map((s) => s.reqPerSec));
+      const base = samples.get(key(client, protocol, "baseline")) ?? [];
+      const baseRps = median(base.map((s) => s.reqPerSec));
+      const baseCpu = median(base.map((s) => s.serverCpuUs));
       for (const name of serverNames) {
         const ss = samples.get(key(client, protocol, name)) ?? [];
         const rps = median(ss.map((s) => s.reqPerSec));
         const p50 = median(ss.map((s) => s.p50Ms));
         const p99 = median(ss.map((s) => s.p99Ms));
+        const cpu = median(ss.map((s) => s.serverCpuUs));
         const ratio = rps / baseRps;
+        const cpuRatio = cpu / baseCpu;
         results.push({
           client,
           protocol,
           server: name,
           req_per_s: round1(rps),
-          [client === "h2load" ? "mean_ms" : "p50_ms"]: round3(p50),
-          ...(client === "h2load" ? {} : { p99_ms: round3(p99) }),
+          ...(client === "h2load" ? { mean_ms: round3(p50) } : { p50_ms: round3(p50), p99_ms: round3(p99) }),
           ratio_vs_baseline: round3(ratio),
+          server_cpu_us_per_call: round1(cpu),
+          cpu_ratio_vs_baseline: round3(cpuRatio),
           rounds_req_per_s: ss.map((s) => round1(s.reqPerSec)),
+          rounds_server_cpu_us: ss.map((s) => round1(s.serverCpuUs)),
         });
-        const fmt = (x: number, d: number) => (Number.isNaN(x) ? "-" : x.toFixed(d));
         lines.push(
-          `${client.padEnd(13)}${protocol.padEnd(9)}${name.padEnd(14)}${fmt(rps, 0).padStart(8)}` +
-            `${fmt(p50, 2).padStart(9)}${fmt(p99, 2).padStart(9)}${fmt(ratio, 3).padStart(8)}   ` +
+          `${client.padEnd(13)}${protocol.padEnd(9)}${name.padEnd(14)}${fmt(rps, 0).padStart(7)}${fmt(p50, 2).padStart(8)}` +
+            `${fmt(p99, 2).padStart(8)}${fmt(ratio, 3).padStart(7)}${fmt(cpu, 0).padStart(8)}${fmt(cpuRatio, 3).padStart(7)}   ` +
             ss.map((s) => s.reqPerSec.toFixed(0)).join(" "),
         );
       }
     }
   }
   lines.push(
-    "ratio = subject req/s / baseline req/s (median of rounds). h2load: p50 column is the mean, it reports no percentiles.",
+    "ratio = subject req/s / baseline req/s; cpu us = server CPU (all threads) per call; cpu x = subject cpu / baseline cpu.",
+    "All medians of rounds. h2load reports no percentiles: its p50 column is the mean latency.",
   );
   process.stdout.write("\n" + lines.join("\n") + "\n");
   const elapsedS = round1((performance.now() - started) / 1000);
