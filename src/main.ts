@@ -2,11 +2,9 @@
  * `npm start` / `orchestrator serve`: reads the configuration, serves until SIGTERM or SIGINT,
  * drains, and exits 0. A second signal exits at once.
  */
-import { mkdirSync } from "node:fs";
 import { ConfigError, loadConfig, usage } from "./config.js";
 import { createLogger } from "./log.js";
-import { startServer } from "./transport/server.js";
-import { createHealth, routes } from "./transport/routes.js";
+import { startApp } from "./app.js";
 
 export async function serve(argv: ReadonlyArray<string>): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
@@ -23,18 +21,15 @@ export async function serve(argv: ReadonlyArray<string>): Promise<void> {
     return;
   }
   const logger = createLogger(config.logLevel);
-  mkdirSync(config.dataDir, { recursive: true });
-  const health = createHealth();
-  const server = await startServer({
-    host: config.host,
-    port: config.port,
-    tls: config.tls,
-    maxMessageBytes: config.maxMessageBytes,
-    drainTimeoutMs: config.drainTimeoutMs,
-    logger,
-    health,
-    routes: routes(health),
-  });
+  let app;
+  try {
+    app = await startApp(config, logger);
+  } catch (e) {
+    logger.error("failed to start", { error: e instanceof Error ? e.message : String(e) });
+    process.exitCode = 1;
+    return;
+  }
+  const { server } = app;
   logger.info("listening", {
     address: `${config.tls === undefined ? "http" : "https"}://${server.host.includes(":") ? `[${server.host}]` : server.host}:${server.port}`,
     port: server.port,
@@ -51,7 +46,7 @@ export async function serve(argv: ReadonlyArray<string>): Promise<void> {
     }
     stopping = true;
     logger.info("shutting down", { signal });
-    server.shutdown().then(
+    app.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error("shutdown failed", { error: err });

@@ -51,21 +51,23 @@ export function resolveRetryPolicy(
   };
 }
 
-const day = 24 * 3600 * 1000;
+const hour = 3_600_000;
+const day = 24 * hour;
 
-/** Field violations of a requested policy, named as in the v1 contract under `prefix`. */
+/** Field violations of a requested policy (limits as the v1 contract states them), named under `prefix`. */
 export function validateRetryPolicy(p: RetryPolicyInput | undefined, prefix = "retry_policy"): FieldViolation[] {
   if (p === undefined) return [];
   const out: FieldViolation[] = [];
   const bad = (field: string, description: string) => out.push({ field: `${prefix}.${field}`, description });
-  const span = (field: string, v: number | undefined) => {
+  const span = (field: string, v: number | undefined, max: number, maxText: string) => {
     if (v === undefined) return;
     if (!Number.isFinite(v) || v < 0) bad(field, "must not be negative");
-    else if (v > 365 * day) bad(field, "must be at most 365 days");
+    else if (v > max) bad(field, `must be at most ${maxText}`);
   };
-  span("initial_interval", p.initialIntervalMs);
-  span("maximum_interval", p.maximumIntervalMs);
-  span("max_retry_duration", p.maxRetryDurationMs);
+  span("initial_interval", p.initialIntervalMs, day, "24 hours");
+  span("maximum_interval", p.maximumIntervalMs, day, "24 hours");
+  span("max_retry_duration", p.maxRetryDurationMs, 7 * day, "7 days");
+  if ((p.nonRetryableErrorTypes?.length ?? 0) > 64) bad("non_retryable_error_types", "at most 64 entries");
   if (p.initialIntervalMs !== undefined && p.initialIntervalMs > 0 && p.initialIntervalMs < 1) bad("initial_interval", "must be at least 1ms");
   if (p.backoffCoefficient !== undefined && !(p.backoffCoefficient >= 1 && p.backoffCoefficient <= 100)) {
     bad("backoff_coefficient", "must be between 1 and 100");

@@ -1,7 +1,7 @@
 /**
  * ExecutionService handlers: proto → command, call the core, domain → proto. No rule lives here.
  */
-import { Effect, Exit, Stream, type ManagedRuntime } from "effect";
+import { Effect, Exit, Stream, type Cause, type ManagedRuntime } from "effect";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { Orchestrator } from "../core/Orchestrator.js";
@@ -25,7 +25,11 @@ import {
 } from "./convert.js";
 import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
 
-export type OrchestratorRuntime = ManagedRuntime.ManagedRuntime<Orchestrator, never>;
+/**
+ * The runtime handlers run on. Its Layer's own errors (opening the store) can only happen while
+ * it is first built, which the server awaits before it listens.
+ */
+export type OrchestratorRuntime = ManagedRuntime.ManagedRuntime<Orchestrator, unknown>;
 
 /** Runs a core effect for one RPC; the call's abort signal interrupts it. */
 export async function runRpc<A>(
@@ -35,7 +39,7 @@ export async function runRpc<A>(
 ): Promise<A> {
   const exit = await runtime.runPromiseExit(effect, { signal: ctx.signal });
   if (Exit.isSuccess(exit)) return exit.value;
-  throw causeToConnectError(exit.cause);
+  throw causeToConnectError(exit.cause as Cause.Cause<CoreError>);
 }
 
 const invalid = (violations: Violations) => Effect.fail(new InvalidInput({ violations: violations.list }));
@@ -58,7 +62,7 @@ export function executionService(runtime: OrchestratorRuntime) {
         Effect.map(Orchestrator, (o) => o.executeStream(cmd, { detach: req.detach, cancelReason: () => abortReason(ctx.signal) })),
       ).pipe(
         Stream.map((e) => create(ExecuteResponseSchema, { event: executionEventToPb(e) })),
-        Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause))),
+        Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause as Cause.Cause<CoreError>))),
         // A client cancel or deadline ends the stream, which cancels the execution (unless detached).
         Stream.interruptWhen(
           Effect.async<void>((resume) => {

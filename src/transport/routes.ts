@@ -13,30 +13,34 @@ import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection
 import { HealthStatuses, healthService } from "./health.js";
 import { DescriptorIndex, reflectionServices } from "./reflection.js";
 import { registerNotImplemented } from "./unimplemented.js";
+import { executionService, type OrchestratorRuntime } from "./execution-service.js";
 
-/** The orchestrator's own services, each with the issue that implements it. */
-export const orchestratorServices: ReadonlyArray<{ readonly service: DescService; readonly landsWith: string }> = [
-  { service: ExecutionService, landsWith: "issue #3 (Execute)" },
+/** The orchestrator's own services. */
+export const orchestratorServices: ReadonlyArray<DescService> = [ExecutionService, ScheduleService, AuditService];
+
+/** Services whose issue has not landed: every RPC answers UNIMPLEMENTED naming it. */
+const notYetImplemented: ReadonlyArray<{ readonly service: DescService; readonly landsWith: string }> = [
   { service: ScheduleService, landsWith: "issue #6 (Schedules)" },
   { service: AuditService, landsWith: "issue #7 (Audit)" },
 ];
 
 export const servedServices: ReadonlyArray<DescService> = [
-  ...orchestratorServices.map((s) => s.service),
+  ...orchestratorServices,
   Health,
   ReflectionV1,
   ReflectionV1alpha,
 ];
 
 export function createHealth(): HealthStatuses {
-  return new HealthStatuses(orchestratorServices.map((s) => s.service.typeName));
+  return new HealthStatuses(orchestratorServices.map((s) => s.typeName));
 }
 
-export function routes(health: HealthStatuses): (router: ConnectRouter) => void {
+export function routes(health: HealthStatuses, runtime: OrchestratorRuntime): (router: ConnectRouter) => void {
   // error_details too, so that grpcurl and friends can print ErrorInfo, BadRequest and RetryInfo.
   const reflection = reflectionServices(new DescriptorIndex(servedServices, [file_google_rpc_error_details]));
   return (router) => {
-    for (const { service, landsWith } of orchestratorServices) registerNotImplemented(router, service, landsWith);
+    router.service(ExecutionService, executionService(runtime));
+    for (const { service, landsWith } of notYetImplemented) registerNotImplemented(router, service, landsWith);
     router.service(Health, healthService(health));
     router.service(ReflectionV1, reflection.v1);
     router.service(ReflectionV1alpha, reflection.v1alpha);

@@ -13,8 +13,9 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { setMaxListeners } from "node:events";
 import { readFile } from "node:fs/promises";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../log.js";
 import { createRpcHandler } from "./rpc-handler.js";
 import type { HealthStatuses } from "./health.js";
@@ -28,6 +29,8 @@ export interface ServerOptions {
   readonly logger: Logger;
   readonly health: HealthStatuses;
   readonly routes: (router: ConnectRouter) => void;
+  /** Outermost first. */
+  readonly interceptors?: ReadonlyArray<Interceptor>;
 }
 
 export interface RunningServer {
@@ -47,6 +50,8 @@ const firstByteTimeoutMs = 10_000;
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger, health } = options;
   const cutoff = new AbortController();
+  // connect-es adds one abort listener per in-flight call to the shutdown signal.
+  setMaxListeners(0, cutoff.signal);
   let inFlight = 0;
   let idle: (() => void) | undefined;
   const handler = createRpcHandler({
@@ -54,6 +59,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger,
     maxMessageBytes: options.maxMessageBytes,
     shutdownSignal: cutoff.signal,
+    interceptors: [...(options.interceptors ?? [])],
     onStart: () => void inFlight++,
     onFinish: () => {
       inFlight--;

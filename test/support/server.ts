@@ -8,36 +8,48 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createLogger } from "../../src/log.js";
-import { startServer, type RunningServer } from "../../src/transport/server.js";
-import { createHealth, routes } from "../../src/transport/routes.js";
+import { loadConfig } from "../../src/config.js";
+import { startApp } from "../../src/app.js";
+import type { RunningServer } from "../../src/transport/server.js";
 import type { HealthStatuses } from "../../src/transport/health.js";
+import type { OrchestratorRuntime } from "../../src/transport/execution-service.js";
 
 export const repoRoot = new URL("../../", import.meta.url).pathname;
 
 export interface TestServer extends RunningServer {
   readonly baseUrl: string;
   readonly health: HealthStatuses;
+  readonly runtime: OrchestratorRuntime;
+  readonly dataDir: string;
   /** Every log line written so far, parsed. */
   readonly logs: Array<Record<string, unknown>>;
 }
 
+/**
+ * The real server in-process on a free port, with a fresh data dir and the demo operations.
+ * `args` are extra command-line flags (e.g. ["--operation-rate-limit", "10/1m"]).
+ */
 export async function startTestServer(
-  overrides: { maxMessageBytes?: number; drainTimeoutMs?: number } = {},
+  overrides: { maxMessageBytes?: number; drainTimeoutMs?: number; args?: ReadonlyArray<string> } = {},
 ): Promise<TestServer> {
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger("debug", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
-  const health = createHealth();
-  const server = await startServer({
-    host: "127.0.0.1",
-    port: 0,
-    tls: undefined,
-    maxMessageBytes: overrides.maxMessageBytes ?? 4 * 1024 * 1024,
+  const dataDir = mkdtempSync(join(tmpdir(), "orchestrator-test-"));
+  const config = {
+    ...loadConfig(["--port", "0", "--data-dir", dataDir, "--demo-operations", ...(overrides.args ?? [])], {}),
+    ...(overrides.maxMessageBytes === undefined ? {} : { maxMessageBytes: overrides.maxMessageBytes }),
     drainTimeoutMs: overrides.drainTimeoutMs ?? 2_000,
-    logger,
-    health,
-    routes: routes(health),
-  });
-  return Object.assign(server, { baseUrl: `http://127.0.0.1:${server.port}`, health, logs });
+  };
+  const app = await startApp(config, logger);
+  return {
+    ...app.server,
+    baseUrl: `http://127.0.0.1:${app.server.port}`,
+    health: app.health,
+    runtime: app.runtime,
+    dataDir,
+    logs,
+    shutdown: app.shutdown,
+  };
 }
 
 export interface ServerProcess {

@@ -10,7 +10,9 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/health/v1/health_pb.js";
-import { ExecutionService } from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { ExecutionService, ExecutionState } from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { toJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
 import { AuditService } from "../../gen/orchestrator/v1/audit_service_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -67,28 +69,41 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
   });
 
   it("answers UNIMPLEMENTED with ErrorInfo for orchestrator RPCs that have not landed", async () => {
-    const executions = createClient(ExecutionService, makeTransport());
-    const err = await rejection(executions.getExecution({ executionId: "x" }));
+    const schedules = createClient(ScheduleService, makeTransport());
+    const err = await rejection(schedules.getSchedule({ scheduleId: "s" }));
     expect(err.code).toBe(Code.Unimplemented);
-    expect(err.rawMessage).toContain("issue #3");
+    expect(err.rawMessage).toContain("issue #6");
     const [info] = err.findDetails(ErrorInfoSchema);
     expect(info?.reason).toBe("NOT_IMPLEMENTED");
     expect(info?.domain).toBe("orchestrator.v1");
-    expect(info?.metadata["method"]).toBe("orchestrator.v1.ExecutionService/GetExecution");
+    expect(info?.metadata["method"]).toBe("orchestrator.v1.ScheduleService/GetSchedule");
 
     // Server-streaming RPCs too: the stream ends with the status.
     const streamErr = await rejection(
       (async () => {
-        for await (const _ of executions.execute({ operation: "demo.echo" })) void _;
+        for await (const _ of schedules.watchSchedule({ scheduleId: "s" })) void _;
       })(),
     );
     expect(streamErr.code).toBe(Code.Unimplemented);
     expect(streamErr.findDetails(ErrorInfoSchema)[0]?.reason).toBe("NOT_IMPLEMENTED");
 
-    const schedules = createClient(ScheduleService, makeTransport());
-    expect((await rejection(schedules.getSchedule({ scheduleId: "s" }))).rawMessage).toContain("issue #6");
     const audit = createClient(AuditService, makeTransport());
     expect((await rejection(audit.listAuditEvents({}))).rawMessage).toContain("issue #7");
+  });
+
+  it("runs an execution end to end, unary and streaming", async () => {
+    const executions = createClient(ExecutionService, makeTransport());
+    const events = [];
+    for await (const res of executions.execute({ operation: "demo.echo", input: { message: name } })) events.push(res.event);
+    expect(events.map((e) => e?.kind.case)).toEqual(["accepted", "attemptStarted", "succeeded"]);
+    const id = events[0]!.executionId;
+    const got = await executions.getExecution({ executionId: id });
+    expect(got.execution?.operation).toBe("demo.echo");
+    expect(toJson(ValueSchema, got.execution!.result!)).toEqual({ echo: { message: name } });
+    expect(got.execution?.state).toBe(ExecutionState.SUCCEEDED);
+    const err = await rejection(executions.getExecution({ executionId: "nope" }));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("EXECUTION_NOT_FOUND");
   });
 });
 
@@ -105,7 +120,7 @@ describe("RPC log", () => {
       method: "/orchestrator.v1.ExecutionService/CancelExecution",
       protocol: "connect",
       http: "1.1",
-      code: "unimplemented",
+      code: "not_found",
     });
     for (const l of lines) expect(typeof l["duration_ms"]).toBe("number");
   });
