@@ -490,6 +490,30 @@ describe("reads", () => {
   );
 });
 
+describe("retention", () => {
+  it.effect("ended executions are pruned in the background once older than the retention period", () =>
+    withCore(
+      () =>
+        Effect.gen(function* () {
+          const o = yield* Orchestrator;
+          const store = yield* ExecutionStore;
+          const done = yield* o.executeStream({ operation: "demo.echo", input: { message: "old" }, principal: admin }).pipe(Stream.runCollect);
+          const id = Chunk.unsafeHead(done).executionId;
+          const running = yield* o.executeStream({ operation: "test.block", input: {}, principal: admin, timeoutMs: 86_400_000 }, { detach: true }).pipe(Stream.runCollect);
+          const runningId = Chunk.unsafeHead(running).executionId;
+          yield* TestClock.adjust("60 minutes");
+          expect(Option.isSome(yield* store.get(id))).toBe(true);
+          yield* TestClock.adjust("10 minutes");
+          expect(Option.isNone(yield* store.get(id))).toBe(true);
+          // Only ended executions are pruned.
+          expect(Option.isSome(yield* store.get(runningId))).toBe(true);
+          expect(o.running()).toBe(1);
+        }),
+      { retentionMs: 3_600_000, pruneIntervalMs: 600_000 },
+    ),
+  );
+});
+
 describe("restart recovery", () => {
   it.effect("executions left running by a previous process are marked INTERRUPTED and audited at start", () =>
     Effect.gen(function* () {

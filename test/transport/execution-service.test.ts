@@ -311,6 +311,34 @@ describe("rate limit", () => {
   });
 });
 
+describe("http.request", () => {
+  it("calls an allowlisted loopback server; a host off the allowlist fails without a retry", async () => {
+    const { createServer } = await import("node:http");
+    const upstream = createServer((req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end(`hello ${req.method}`);
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const port = (upstream.address() as { port: number }).port;
+    const s = await startTestServer({ args: ["--http-allowlist", `127.0.0.1:${port}`] });
+    try {
+      const client = clientFor(undefined, s.baseUrl);
+      const ok = await collect(client, { operation: "http.request", input: { url: `http://127.0.0.1:${port}/x` } });
+      const end = ok.at(-1)!.kind;
+      if (end.case !== "succeeded") throw new Error(`expected succeeded, got ${end.case}`);
+      expect(toJson(ValueSchema, end.value.result!)).toMatchObject({ status: 200, body: "hello GET" });
+
+      const refused = await collect(client, { operation: "http.request", input: { url: "http://169.254.169.254/latest/meta-data" } });
+      expect(kinds(refused)).toEqual(["accepted", "attemptStarted", "attemptFailed", "failed"]);
+      const failed = refused.at(-1)!.kind;
+      if (failed.case === "failed") expect(failed.value.error).toMatchObject({ type: "HOST_NOT_ALLOWED", retryable: false });
+    } finally {
+      await s.shutdown();
+      upstream.close();
+    }
+  });
+});
+
 describe("restart", () => {
   it("after a crash and restart, GetExecution answers and the running execution is INTERRUPTED", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "orchestrator-restart-"));
