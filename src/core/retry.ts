@@ -117,7 +117,8 @@ export const makeRetryStepper = (policy: RetryPolicy): RetryStepper => {
       schedule.step(now, undefined, state).pipe(
         Effect.map(([nextState, delay, decision]) => {
           state = nextState;
-          return ScheduleDecision.isDone(decision) ? Option.none() : Option.some(Duration.toMillis(delay));
+          // Whole milliseconds: delays end up in Timestamps and Durations, and ms is the unit everywhere.
+          return ScheduleDecision.isDone(decision) ? Option.none() : Option.some(Math.round(Duration.toMillis(delay)));
         }),
       ),
   };

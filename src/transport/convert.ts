@@ -147,7 +147,7 @@ export function orderFromPb(o: PbOrder, v: Violations): ExecutionOrder {
   }
 }
 
-const ts = (ms: number | undefined): Timestamp | undefined => (ms === undefined ? undefined : timestampFromMs(ms));
+const ts = (ms: number | undefined): Timestamp | undefined => (ms === undefined ? undefined : timestampFromMs(Math.floor(ms)));
 const value = (j: JsonValue | undefined) => (j === undefined ? undefined : fromJson(ValueSchema, j as PbJsonValue));
 
 export const errorDetailToPb = (e: ErrorDetail) =>

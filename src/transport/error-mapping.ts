@@ -10,7 +10,7 @@ import type {
   RunError,
   StartError,
 } from "../core/errors.js";
-import { rpcError } from "./errors.js";
+import { internalError, rpcError } from "./errors.js";
 
 export type CoreError = StartError | RunError | ExecutionNotFound | ExecutionAlreadyEnded;
 
@@ -66,5 +66,5 @@ export function causeToConnectError(cause: Cause.Cause<CoreError>): ConnectError
   const failure = Cause.failureOption(cause);
   if (Option.isSome(failure)) return toConnectError(failure.value);
   if (Cause.isInterruptedOnly(cause)) return rpcError({ code: Code.Canceled, message: "the call was cancelled", reason: "CANCELLED" });
-  return rpcError({ code: Code.Internal, message: "internal error", reason: "INTERNAL" });
+  return internalError();
 }

@@ -89,3 +89,8 @@ export function malformedMessage(method: string, cause: string): ConnectError {
     violations: [{ field: field ?? "", description: cause }],
   });
 }
+
+/** A failure inside the server; the details stay in the server log. */
+export function internalError(): ConnectError {
+  return rpcError({ code: Code.Internal, message: "internal error", reason: "INTERNAL" });
+}

@@ -32,7 +32,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../log.js";
-import { malformedMessage, unknownMethod } from "./errors.js";
+import { internalError, malformedMessage, unknownMethod } from "./errors.js";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -106,7 +106,7 @@ export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest,
     }
     const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
     uHandler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(observe(protocol, uHandler, uRes, finish), res))
+      .then((uRes) => universalResponseToNodeResponse(observe(logger, protocol, uHandler, uRes, finish), res))
       .catch((reason: unknown) => {
         const err = ConnectError.from(reason);
         // The caller went away or the stream was reset: nothing left to answer.
@@ -135,16 +135,24 @@ function writeError(res: NodeResponse, protocol: Protocol, err: ConnectError): v
  * written. Nothing is buffered: frames pass through one by one.
  */
 function observe(
+  logger: Logger,
   protocol: Protocol,
   handler: UniversalHandler,
   uRes: UniversalServerResponse,
   done: (o: RpcOutcome) => void,
 ): UniversalServerResponse {
   const method = `/${handler.service.typeName}/${handler.method.name}`;
-  const recode = (err: ConnectError | undefined): ConnectError | undefined =>
-    err !== undefined && err.code === Code.Internal && err.rawMessage.startsWith("parse binary: ")
-      ? malformedMessage(method, err.rawMessage.slice("parse binary: ".length))
-      : undefined;
+  const recode = (err: ConnectError | undefined): ConnectError | undefined => {
+    if (err === undefined || err.code !== Code.Internal) return undefined;
+    if (err.rawMessage.startsWith("parse binary: ")) return malformedMessage(method, err.rawMessage.slice("parse binary: ".length));
+    // connect-es's own internal failures (e.g. a response that cannot be encoded) name internals:
+    // log them, tell the caller only that the server failed.
+    if (/^(serialize|parse) (binary|json)/.test(err.rawMessage)) {
+      logger.error("rpc failed inside the protocol layer", { method, error: err.rawMessage });
+      return internalError();
+    }
+    return undefined;
+  };
   const outcomeOf = (err: ConnectError | undefined): RpcOutcome =>
     err === undefined ? { code: undefined, message: undefined } : { code: err.code, message: err.rawMessage };
 

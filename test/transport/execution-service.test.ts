@@ -108,6 +108,16 @@ describe("Execute", () => {
     expect(delays[0]?.error).toMatchObject({ type: "UNAVAILABLE", retryable: true });
   });
 
+  it("jittered delays travel as whole milliseconds (Timestamps and Durations stay encodable)", async () => {
+    const events = await collect(admin(), { operation: "demo.flaky", input: { failures: 2 }, retryPolicy: { initialInterval: durationFromMs(7), jitter: 0.9 } });
+    expect(kinds(events).at(-1)).toBe("succeeded");
+    for (const e of events) {
+      if (e.kind.case !== "attemptFailed") continue;
+      expect(e.kind.value.retryDelay!.nanos % 1_000_000).toBe(0);
+      expect(e.kind.value.nextAttemptTime!.nanos % 1_000_000).toBe(0);
+    }
+  });
+
   it("ends FAILED at once on a non-retryable failure, with the operation's error type", async () => {
     const events = await collect(admin(), { operation: "demo.flaky", input: { failures: 3, errorType: "INVALID" }, retryPolicy: fast });
     expect(kinds(events)).toEqual(["accepted", "attemptStarted", "attemptFailed", "failed"]);
