@@ -1,6 +1,7 @@
 /**
  * ExecutionService handlers: proto → command, call the core, domain → proto. No rule lives here.
  */
+import { randomBytes } from "node:crypto";
 import { Effect, Exit, Stream, type Cause, type ManagedRuntime } from "effect";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
@@ -56,7 +57,7 @@ export function executionService(runtime: OrchestratorRuntime) {
   return {
     async *execute(req, ctx): AsyncGenerator<ExecuteResponse> {
       const principal = principalOf(ctx);
-      const { cmd, violations } = executeCommandFromPb(req, principal, undefined);
+      const { cmd, violations } = executeCommandFromPb(req, principal, traceIdOf(ctx.requestHeader));
       if (violations.length > 0) throw toConnectError(new InvalidInput({ violations }));
       const events: Stream.Stream<ExecuteResponse, ConnectError, Orchestrator> = Stream.unwrap(
         Effect.map(Orchestrator, (o) => o.executeStream(cmd, { detach: req.detach, cancelReason: () => abortReason(ctx.signal) })),
@@ -136,6 +137,16 @@ export function executionService(runtime: OrchestratorRuntime) {
       );
     },
   } satisfies ServiceImpl<typeof ExecutionService>;
+}
+
+/**
+ * The W3C trace id of the caller's `traceparent`, or a new one. (The tracing interceptor of
+ * issue #4 will own this; until then the execution still gets the id the contract promises.)
+ */
+export function traceIdOf(headers: Headers): string {
+  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(headers.get("traceparent")?.trim() ?? "");
+  if (m !== null && m[1] !== "0".repeat(32)) return m[1]!;
+  return randomBytes(16).toString("hex");
 }
 
 const invalidField = (field: string, description: string) =>

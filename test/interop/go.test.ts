@@ -4,6 +4,7 @@
  * go/gen (git-ignored); managed mode supplies go_package, so the .proto files carry no Go option.
  * go/main.go makes the calls and prints a JSON summary. Its modules are pinned in go.mod/go.sum
  * and were downloaded (and compiled) by .ci/setup, so this test does not touch the network.
+ * The server runs with --demo-operations and no tokens file, so every caller is the local admin.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,7 +27,7 @@ beforeAll(async () => {
   await runOk("npx", ["buf", "generate", "proto", "--template", "test/interop/go/buf.gen.yaml", "-o", "test/interop/go"], {
     timeoutMs: 60_000,
   });
-  server = await spawnServer();
+  server = await spawnServer(["--demo-operations"]);
 }, 120_000);
 
 afterAll(async () => {
@@ -39,7 +40,7 @@ describe("grpc-go", () => {
     expect(stdout.trim()).toBe("orchestrator.test/interop/gen/orchestrator/v1 orchestratorv1");
   });
 
-  it("calls health, GetExecution and Execute and decodes the ErrorInfo (go run .)", async () => {
+  it("streams Execute, reads GetExecution, and decodes ErrorInfo and BadRequest (go run .)", async () => {
     // Compiling the client takes ~1 s once .ci/setup has compiled grpc-go; allow for a cold cache.
     const result = await run("go", ["run", ".", server.address], { cwd: goDir, env: goEnv, timeoutMs: 150_000 });
     expect(result.code, `go run exited ${result.code}\n${result.stdout}${result.stderr}`).toBe(0);
@@ -47,9 +48,22 @@ describe("grpc-go", () => {
     expect(summary).toMatchObject({
       health: "SERVING",
       failures: [],
-      get_execution: { code: "Unimplemented", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" },
-      execute: { code: "Unimplemented", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" },
+      execute: { events: ["accepted", "attempt_started", "succeeded"], result: { echo: { message: "hi" } }, attempts: 1 },
+      get_execution: { state: "EXECUTION_STATE_SUCCEEDED", result: { echo: { message: "hi" } }, attempts: 1 },
+      get_execution_unknown: {
+        code: "NotFound",
+        reason: "EXECUTION_NOT_FOUND",
+        domain: "orchestrator.v1",
+        metadata: { execution_id: "no-such-execution" },
+      },
+      execute_invalid: { code: "InvalidArgument", reason: "INVALID_ARGUMENT", domain: "orchestrator.v1", violations: ["input.message"] },
+      get_schedule: {
+        code: "Unimplemented",
+        reason: "NOT_IMPLEMENTED",
+        domain: "orchestrator.v1",
+        metadata: { method: "orchestrator.v1.ScheduleService/GetSchedule" },
+      },
     });
-    expect((summary["get_execution"] as { message: string }).message).toContain("issue #3");
+    expect((summary["get_schedule"] as { message: string }).message).toContain("issue #6");
   }, 180_000);
 });

@@ -2,7 +2,8 @@
  * @grpc/grpc-js with @grpc/proto-loader (the stack most Node gRPC callers use, unrelated to
  * connect-es) against a real server process. The schemas are loaded at run time from proto/
  * and from grpc-health-check's health.proto, so the caller shares nothing with the server but
- * the .proto files.
+ * the .proto files. The server runs with --demo-operations (demo.echo, demo.flaky) and no
+ * tokens file, so every caller is the local admin.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +12,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { fromBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { ErrorInfoSchema, type ErrorInfo } from "../../gen/google/rpc/error_details_pb.js";
+import { BadRequestSchema, ErrorInfoSchema, type BadRequest, type ErrorInfo } from "../../gen/google/rpc/error_details_pb.js";
 import { repoRoot, spawnServer, type ServerProcess } from "../support/server.js";
 import { stopServer } from "./run.js";
 
@@ -78,10 +79,11 @@ async function rejection(p: Promise<unknown>): Promise<grpc.ServiceError> {
 
 /**
  * Decodes grpc-status-details-bin (a google.rpc.Status): its exact message and its ErrorInfo
- * details. The message grpc-js reports (err.details) must be the same text: the server encodes
- * grpc-message the way the gRPC spec says, which grpc-js's decodeURI reads back exactly.
+ * and BadRequest details. The message grpc-js reports (err.details) must be the same text: the
+ * server encodes grpc-message the way the gRPC spec says, which grpc-js's decodeURI reads back
+ * exactly.
  */
-function decodeStatus(err: grpc.ServiceError): { message: string; infos: ErrorInfo[] } {
+function decodeStatus(err: grpc.ServiceError): { message: string; infos: ErrorInfo[]; badRequests: BadRequest[] } {
   const values = err.metadata.get("grpc-status-details-bin");
   expect(values, "grpc-status-details-bin trailer").toHaveLength(1);
   const bytes = values[0];
@@ -89,15 +91,72 @@ function decodeStatus(err: grpc.ServiceError): { message: string; infos: ErrorIn
   const status = fromBinary(StatusSchema, bytes);
   expect(status.code).toBe(err.code);
   expect(err.details).toBe(status.message);
-  return { message: status.message, infos: status.details.flatMap((d) => anyUnpack(d, ErrorInfoSchema) ?? []) };
+  return {
+    message: status.message,
+    infos: status.details.flatMap((d) => anyUnpack(d, ErrorInfoSchema) ?? []),
+    badRequests: status.details.flatMap((d) => anyUnpack(d, BadRequestSchema) ?? []),
+  };
 }
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type PbObject = Record<string, unknown>;
+
+/** google.protobuf.Value in proto-loader's object form (oneofs: true names the case in `kind`) → JSON. */
+function fromValue(v: PbObject): Json {
+  switch (v["kind"]) {
+    case "nullValue":
+      return null;
+    case "numberValue":
+      return v["numberValue"] as number;
+    case "stringValue":
+      return v["stringValue"] as string;
+    case "boolValue":
+      return v["boolValue"] as boolean;
+    case "structValue":
+      return fromStruct(v["structValue"] as PbObject);
+    case "listValue":
+      return ((v["listValue"] as PbObject)["values"] as PbObject[]).map(fromValue);
+    default:
+      throw new Error(`google.protobuf.Value without a kind: ${JSON.stringify(v)}`);
+  }
+}
+
+/** google.protobuf.Struct in proto-loader's object form → JSON object. */
+function fromStruct(s: PbObject): { [key: string]: Json } {
+  return Object.fromEntries(Object.entries(s["fields"] as Record<string, PbObject>).map(([k, v]) => [k, fromValue(v)]));
+}
+
+/** An ExecutionEvent: its oneof case (`kind`, camelCase) and that case's message. */
+interface Event {
+  readonly executionId: string;
+  readonly kind: string;
+  readonly body: PbObject;
+}
+
+function events(responses: ReadonlyArray<PbObject>): Event[] {
+  return responses.map((r) => {
+    const event = r["event"] as PbObject | null;
+    if (event === null || event === undefined) throw new Error(`ExecuteResponse without an event: ${JSON.stringify(r)}`);
+    const kind = event["kind"] as string;
+    return { executionId: event["executionId"] as string, kind, body: event[kind] as PbObject };
+  });
+}
+
+/** Execute, read to its end: the events, or a rejection with the status. */
+function execute(request: Record<string, unknown>): Promise<Event[]> {
+  return drain(method<StreamMethod>(executions, "Execute")(request, deadline())).then(events);
+}
+
+/** A google.protobuf.Duration in proto-loader's object form (longs: String) → milliseconds. */
+const durationMs = (d: PbObject): number => Number(d["seconds"]) * 1000 + (d["nanos"] as number) / 1e6;
 
 let server: ServerProcess;
 let health: grpc.Client;
 let executions: grpc.Client;
+let schedules: grpc.Client;
 
 beforeAll(async () => {
-  server = await spawnServer();
+  server = await spawnServer(["--demo-operations"]);
   const orchestrator = grpc.loadPackageDefinition(
     protoLoader.loadSync(
       ["orchestrator/v1/execution_service.proto", "orchestrator/v1/schedule_service.proto", "orchestrator/v1/audit_service.proto"],
@@ -110,11 +169,13 @@ beforeAll(async () => {
   const options = { "grpc.enable_http_proxy": 0 };
   health = new (serviceClient(healthPkg, "grpc.health.v1.Health"))(server.address, credentials, options);
   executions = new (serviceClient(orchestrator, "orchestrator.v1.ExecutionService"))(server.address, credentials, options);
+  schedules = new (serviceClient(orchestrator, "orchestrator.v1.ScheduleService"))(server.address, credentials, options);
 });
 
 afterAll(async () => {
   health?.close();
   executions?.close();
+  schedules?.close();
   await stopServer(server);
 });
 
@@ -140,36 +201,95 @@ describe("@grpc/grpc-js + @grpc/proto-loader", () => {
     expect((await ended).code).toBe(grpc.status.CANCELLED);
   });
 
-  it("gets UNIMPLEMENTED with an ErrorInfo for GetExecution (unary)", async () => {
-    const err = await rejection(unary(executions, "GetExecution", { executionId: "x" }));
+  it("streams Execute of demo.echo (Struct input) to `succeeded`, then GetExecution says SUCCEEDED", async () => {
+    const stream = await execute({
+      operation: "demo.echo",
+      // google.protobuf.Struct in proto-loader's object form (it has no JSON mapping for Struct).
+      input: { fields: { message: { stringValue: "hi" } } },
+      labels: { team: "interop" },
+    });
+    expect(stream.map((e) => e.kind)).toEqual(["accepted", "attemptStarted", "succeeded"]);
+    const [accepted, started, succeeded] = stream as [Event, Event, Event];
+    const execution = accepted.body["execution"] as PbObject;
+    const id = execution["executionId"] as string;
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(stream.map((e) => e.executionId)).toEqual([id, id, id]);
+    expect(execution).toMatchObject({ operation: "demo.echo", state: "EXECUTION_STATE_PENDING", labels: { team: "interop" } });
+    expect(fromStruct(execution["input"] as PbObject)).toEqual({ message: "hi" });
+    expect(accepted.body["deduplicated"]).toBe(false);
+    expect(started.body).toEqual({ attempt: 1 });
+    expect(fromValue(succeeded.body["result"] as PbObject)).toEqual({ echo: { message: "hi" } });
+    expect(succeeded.body["attempts"]).toBe(1);
+
+    const got = (await unary(executions, "GetExecution", { executionId: id }))["execution"] as PbObject;
+    expect(got).toMatchObject({ executionId: id, operation: "demo.echo", state: "EXECUTION_STATE_SUCCEEDED", labels: { team: "interop" } });
+    expect(fromValue(got["result"] as PbObject)).toEqual({ echo: { message: "hi" } });
+    expect((got["attempts"] as PbObject[]).map((a) => a["number"])).toEqual([1]);
+    expect(got["error"]).toBeNull();
+  });
+
+  it("retries demo.flaky per the request's retry policy (Duration, optional double jitter = 0)", async () => {
+    const stream = await execute({
+      operation: "demo.flaky",
+      input: { fields: { failures: { numberValue: 1 } } },
+      retryPolicy: { initialInterval: { seconds: 0, nanos: 10_000_000 }, jitter: 0 },
+    });
+    expect(stream.map((e) => e.kind)).toEqual(["accepted", "attemptStarted", "attemptFailed", "attemptStarted", "succeeded"]);
+    const [accepted, , failed, second, succeeded] = stream as [Event, Event, Event, Event, Event];
+    // The explicit jitter 0 (proto3 optional) reached the server: the effective policy says so.
+    const policy = (accepted.body["execution"] as PbObject)["retryPolicy"] as PbObject;
+    expect(policy["jitter"]).toBe(0);
+    expect(durationMs(policy["initialInterval"] as PbObject)).toBe(10);
+    expect(failed.body).toMatchObject({ attempt: 1, willRetry: true });
+    expect((failed.body["error"] as PbObject)["retryable"]).toBe(true);
+    expect(durationMs(failed.body["retryDelay"] as PbObject)).toBe(10);
+    expect(second.body).toEqual({ attempt: 2 });
+    expect(succeeded.body["attempts"]).toBe(2);
+  });
+
+  it("gets NOT_FOUND with ErrorInfo EXECUTION_NOT_FOUND for GetExecution of an unknown id (unary)", async () => {
+    const err = await rejection(unary(executions, "GetExecution", { executionId: "no-such-execution" }));
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+    const { infos, badRequests } = decodeStatus(err);
+    expect(badRequests).toEqual([]);
+    const [info, ...more] = infos;
+    expect(more).toEqual([]);
+    expect(info?.reason).toBe("EXECUTION_NOT_FOUND");
+    expect(info?.domain).toBe("orchestrator.v1");
+    expect(info?.metadata["execution_id"]).toBe("no-such-execution");
+  });
+
+  it("gets NOT_FOUND with ErrorInfo OPERATION_NOT_FOUND for Execute of an unknown operation (streaming)", async () => {
+    const err = await rejection(execute({ operation: "no.such.operation" }));
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+    const [info] = decodeStatus(err).infos;
+    expect(info?.reason).toBe("OPERATION_NOT_FOUND");
+    expect(info?.domain).toBe("orchestrator.v1");
+    expect(info?.metadata["operation"]).toBe("no.such.operation");
+  });
+
+  it("gets INVALID_ARGUMENT with a BadRequest violation on input.message for a bad input (streaming)", async () => {
+    const err = await rejection(execute({ operation: "demo.echo", input: { fields: { message: { numberValue: 5 } } } }));
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const { infos, badRequests } = decodeStatus(err);
+    expect(infos.map((i) => i.reason)).toEqual(["INVALID_ARGUMENT"]);
+    const [badRequest, ...more] = badRequests;
+    expect(more).toEqual([]);
+    expect(badRequest?.fieldViolations.map((v) => v.field)).toEqual(["input.message"]);
+    expect(badRequest?.fieldViolations[0]?.description).not.toBe("");
+  });
+
+  it("gets UNIMPLEMENTED with an ErrorInfo for ScheduleService/GetSchedule (unary)", async () => {
+    const err = await rejection(unary(schedules, "GetSchedule", { scheduleId: "x" }));
     expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(err.code).toBe(12);
     const { message, infos } = decodeStatus(err);
-    expect(message).toContain("issue #3");
-    expect(decodeURIComponent(err.details)).toContain("issue #3");
+    expect(message).toBe("orchestrator.v1.ScheduleService/GetSchedule is not implemented yet; it lands with issue #6 (Schedules)");
+    expect(decodeURIComponent(err.details)).toContain("issue #6");
     const [info, ...more] = infos;
     expect(more).toEqual([]);
     expect(info?.reason).toBe("NOT_IMPLEMENTED");
     expect(info?.domain).toBe("orchestrator.v1");
-    expect(info?.metadata["method"]).toBe("orchestrator.v1.ExecutionService/GetExecution");
-  });
-
-  it("gets UNIMPLEMENTED with an ErrorInfo for Execute (server streaming, Struct input)", async () => {
-    const call = method<StreamMethod>(executions, "Execute")(
-      {
-        operation: "demo.echo",
-        // google.protobuf.Struct in proto-loader's object form (it has no JSON mapping for Struct).
-        input: { fields: { message: { stringValue: "hi" }, n: { numberValue: 1 }, ok: { boolValue: true } } },
-        labels: { team: "interop" },
-      },
-      deadline(),
-    );
-    const err = await rejection(drain(call));
-    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
-    const { message, infos } = decodeStatus(err);
-    expect(message).toBe("orchestrator.v1.ExecutionService/Execute is not implemented yet; it lands with issue #3 (Execute)");
-    const [info] = infos;
-    expect(info?.reason).toBe("NOT_IMPLEMENTED");
-    expect(info?.metadata["method"]).toBe("orchestrator.v1.ExecutionService/Execute");
+    expect(info?.metadata["method"]).toBe("orchestrator.v1.ScheduleService/GetSchedule");
   });
 });

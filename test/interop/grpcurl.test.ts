@@ -1,7 +1,9 @@
 /**
  * grpcurl (.tools/bin, from .ci/setup) against a real server process, through server
  * reflection only: no -proto or -protoset flag anywhere, so every schema it uses (including
- * google.rpc.ErrorInfo to print error details) comes from the server.
+ * google.rpc.ErrorInfo and BadRequest to print error details) comes from the server. The server
+ * runs with --demo-operations (demo.echo, demo.flaky) and no tokens file, so every caller is the
+ * local admin.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnServer, type ServerProcess } from "../support/server.js";
@@ -12,7 +14,7 @@ let grpcurlPath: string;
 
 beforeAll(async () => {
   grpcurlPath = requireTool("bin/grpcurl");
-  server = await spawnServer();
+  server = await spawnServer(["--demo-operations"]);
 });
 afterAll(async () => {
   await stopServer(server);
@@ -32,7 +34,38 @@ async function grpcurlOk(flags: ReadonlyArray<string>, ...rest: ReadonlyArray<st
 
 /** grpcurl exits 64 + the gRPC status code when the RPC fails. */
 const exitFor = (grpcCode: number) => 64 + grpcCode;
+const INVALID_ARGUMENT = 3;
+const NOT_FOUND = 5;
 const UNIMPLEMENTED = 12;
+
+type Json = Record<string, unknown>;
+
+/**
+ * The messages grpcurl printed for a server stream: one indented JSON object each, the next
+ * following the closing brace that ends the previous one at column 0.
+ */
+function jsonMessages(stdout: string): Json[] {
+  return stdout
+    .split(/^\}$/m)
+    .map((chunk) => chunk.trim())
+    .filter((chunk) => chunk !== "")
+    .map((chunk) => JSON.parse(`${chunk}\n}`) as Json);
+}
+
+/** An ExecuteResponse in proto3 JSON: the name of its event's `kind` case (lowerCamelCase) and that case. */
+function eventOf(response: Json): { executionId: string; kind: string; body: Json } {
+  const event = response["event"] as Json;
+  const kinds = Object.keys(event).filter((k) => k !== "executionId" && k !== "time");
+  expect(kinds, JSON.stringify(event)).toHaveLength(1);
+  const kind = kinds[0]!;
+  return { executionId: event["executionId"] as string, kind, body: event[kind] as Json };
+}
+
+interface JsonStatus {
+  code: number;
+  message: string;
+  details: Json[];
+}
 
 describe("grpcurl via reflection", () => {
   it("lists every served service", async () => {
@@ -66,11 +99,83 @@ describe("grpcurl via reflection", () => {
     expect(JSON.parse(result.stdout)).toEqual({ status: "SERVING" });
   });
 
-  it("invokes Execute from JSON and prints UNIMPLEMENTED with the decoded ErrorInfo", async () => {
-    const result = await grpcurl(["-d", '{"operation":"demo.echo","input":{"message":"hi"}}'], "orchestrator.v1.ExecutionService/Execute");
+  it("streams Execute of demo.echo from JSON, then GetExecution says SUCCEEDED", async () => {
+    const result = await grpcurlOk(["-d", '{"operation":"demo.echo","input":{"message":"hi"}}'], "orchestrator.v1.ExecutionService/Execute");
+    const events = jsonMessages(result.stdout).map(eventOf);
+    expect(events.map((e) => e.kind)).toEqual(["accepted", "attemptStarted", "succeeded"]);
+    const [accepted, started, succeeded] = events as [ReturnType<typeof eventOf>, ReturnType<typeof eventOf>, ReturnType<typeof eventOf>];
+    const execution = accepted.body["execution"] as Json;
+    const id = execution["executionId"] as string;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(events.map((e) => e.executionId)).toEqual([id, id, id]);
+    expect(execution).toMatchObject({ operation: "demo.echo", input: { message: "hi" }, state: "EXECUTION_STATE_PENDING" });
+    expect(started.body).toEqual({ attempt: 1 });
+    expect(succeeded.body).toMatchObject({ result: { echo: { message: "hi" } }, attempts: 1 });
+
+    const got = await grpcurlOk(["-d", JSON.stringify({ executionId: id })], "orchestrator.v1.ExecutionService/GetExecution");
+    const { execution: stored } = JSON.parse(got.stdout) as { execution: Json };
+    expect(stored).toMatchObject({ executionId: id, state: "EXECUTION_STATE_SUCCEEDED", result: { echo: { message: "hi" } } });
+    expect(stored["attempts"]).toHaveLength(1);
+  });
+
+  it("streams the retries of demo.flaky as JSON events (attemptFailed, then succeeded)", async () => {
+    const result = await grpcurlOk(
+      ["-d", '{"operation":"demo.flaky","input":{"failures":1},"retryPolicy":{"initialInterval":"0.01s","jitter":0}}'],
+      "orchestrator.v1.ExecutionService/Execute",
+    );
+    const events = jsonMessages(result.stdout).map(eventOf);
+    expect(events.map((e) => e.kind)).toEqual(["accepted", "attemptStarted", "attemptFailed", "attemptStarted", "succeeded"]);
+    expect(events[2]?.body).toMatchObject({ attempt: 1, willRetry: true, error: { retryable: true } });
+    expect(events[3]?.body).toEqual({ attempt: 2 });
+    expect(events[4]?.body).toMatchObject({ attempts: 2 });
+  });
+
+  it("prints NOT_FOUND with ErrorInfo EXECUTION_NOT_FOUND for GetExecution of an unknown id", async () => {
+    const result = await grpcurl(["-d", '{"executionId":"no-such-execution"}'], "orchestrator.v1.ExecutionService/GetExecution");
+    expect(result.code, result.stdout + result.stderr).toBe(exitFor(NOT_FOUND));
+    expect(result.stderr).toContain("Code: NotFound");
+    expect(result.stderr).toContain('"@type": "type.googleapis.com/google.rpc.ErrorInfo"');
+    expect(result.stderr).toContain('"reason": "EXECUTION_NOT_FOUND"');
+    expect(result.stderr).toContain('"execution_id": "no-such-execution"');
+    expect(result.stderr).not.toContain("is not recognized");
+  });
+
+  it("prints NOT_FOUND with ErrorInfo OPERATION_NOT_FOUND for Execute of an unknown operation (-format-error)", async () => {
+    const result = await grpcurl(["-format-error", "-d", '{"operation":"no.such.operation"}'], "orchestrator.v1.ExecutionService/Execute");
+    expect(result.code, result.stdout + result.stderr).toBe(exitFor(NOT_FOUND));
+    expect(result.stdout).toBe("");
+    const status = JSON.parse(result.stderr) as JsonStatus;
+    expect(status.code).toBe(NOT_FOUND);
+    expect(status.details).toContainEqual(
+      expect.objectContaining({ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "OPERATION_NOT_FOUND", metadata: { operation: "no.such.operation" } }),
+    );
+  });
+
+  it("prints INVALID_ARGUMENT with the decoded BadRequest for an input that does not match the schema", async () => {
+    const args = ["-d", '{"operation":"demo.echo","input":{"message":5}}'];
+    const text = await grpcurl(args, "orchestrator.v1.ExecutionService/Execute");
+    expect(text.code, text.stdout + text.stderr).toBe(exitFor(INVALID_ARGUMENT));
+    expect(text.stderr).toContain("Code: InvalidArgument");
+    expect(text.stderr).toContain('"@type": "type.googleapis.com/google.rpc.BadRequest"');
+    expect(text.stderr).toContain('"field": "input.message"');
+    expect(text.stderr).not.toContain("is not recognized");
+
+    const json = await grpcurl(["-format-error", ...args], "orchestrator.v1.ExecutionService/Execute");
+    expect(json.code).toBe(exitFor(INVALID_ARGUMENT));
+    const status = JSON.parse(json.stderr) as JsonStatus;
+    expect(status.code).toBe(INVALID_ARGUMENT);
+    expect(status.details).toContainEqual(expect.objectContaining({ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "INVALID_ARGUMENT" }));
+    const badRequest = status.details.find((d) => d["@type"] === "type.googleapis.com/google.rpc.BadRequest") as
+      | { fieldViolations: Array<{ field: string; description: string }> }
+      | undefined;
+    expect(badRequest?.fieldViolations.map((v) => v.field)).toEqual(["input.message"]);
+  });
+
+  it("invokes ScheduleService/GetSchedule and prints UNIMPLEMENTED with the decoded ErrorInfo", async () => {
+    const result = await grpcurl(["-d", '{"scheduleId":"x"}'], "orchestrator.v1.ScheduleService/GetSchedule");
     expect(result.code, result.stdout + result.stderr).toBe(exitFor(UNIMPLEMENTED));
     expect(result.stderr).toContain("Code: Unimplemented");
-    expect(result.stderr).toContain("issue #3");
+    expect(result.stderr).toContain("issue #6");
     expect(result.stderr).toContain('"@type": "type.googleapis.com/google.rpc.ErrorInfo"');
     expect(result.stderr).toContain('"reason": "NOT_IMPLEMENTED"');
     expect(result.stderr).toContain('"domain": "orchestrator.v1"');
@@ -78,11 +183,11 @@ describe("grpcurl via reflection", () => {
   });
 
   it("prints the status as JSON with -format-error", async () => {
-    const result = await grpcurl(["-format-error", "-d", '{"operation":"demo.echo","input":{"message":"hi"}}'], "orchestrator.v1.ExecutionService/Execute");
+    const result = await grpcurl(["-format-error", "-d", '{"scheduleId":"x"}'], "orchestrator.v1.ScheduleService/GetSchedule");
     expect(result.code, result.stdout + result.stderr).toBe(exitFor(UNIMPLEMENTED));
-    const status = JSON.parse(result.stderr) as { code: number; message: string; details: Array<Record<string, unknown>> };
+    const status = JSON.parse(result.stderr) as JsonStatus;
     expect(status.code).toBe(UNIMPLEMENTED);
-    expect(status.message).toContain("orchestrator.v1.ExecutionService/Execute is not implemented yet");
+    expect(status.message).toBe("orchestrator.v1.ScheduleService/GetSchedule is not implemented yet; it lands with issue #6 (Schedules)");
     expect(status.details).toContainEqual(
       expect.objectContaining({ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" }),
     );
@@ -91,7 +196,8 @@ describe("grpcurl via reflection", () => {
   it("rejects an unknown JSON field client-side, before any call", async () => {
     const result = await grpcurl(["-d", '{"nope":1}'], "orchestrator.v1.ExecutionService/Execute");
     expect(result.code).not.toBe(0);
-    expect(result.code).not.toBe(exitFor(UNIMPLEMENTED));
+    // Not a gRPC status: grpcurl never made the call.
+    expect(result.code).toBeLessThan(64);
     expect(result.stderr).toContain("error getting request data");
     expect(result.stderr).toContain("no known field named nope");
   });

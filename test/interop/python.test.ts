@@ -2,7 +2,8 @@
  * Python grpcio (.tools/venv, from .ci/setup) against a real server process. The stubs are
  * generated at test time with grpc_tools.protoc from proto/ and from google-proto-files'
  * google/rpc (to decode grpc-status-details-bin), into a temporary directory; health comes from
- * grpcio-health-checking. python/client.py makes the calls and prints a JSON summary.
+ * grpcio-health-checking. python/client.py makes the calls and prints a JSON summary. The server
+ * runs with --demo-operations and no tokens file, so every caller is the local admin.
  */
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -42,7 +43,7 @@ beforeAll(async () => {
   python = requireTool("venv/bin/python");
   stubs = mkdtempSync(join(tmpdir(), "orchestrator-py-stubs-"));
   await generateStubs(stubs);
-  server = await spawnServer();
+  server = await spawnServer(["--demo-operations"]);
 });
 afterAll(async () => {
   await stopServer(server);
@@ -59,7 +60,7 @@ describe("Python grpcio", () => {
     expect(readdirSync(join(stubs, "google/rpc"))).toEqual(expect.arrayContaining(["status_pb2.py", "error_details_pb2.py"]));
   });
 
-  it("calls health, GetExecution and Execute and decodes the ErrorInfo (client.py)", async () => {
+  it("streams Execute, reads GetExecution, and decodes ErrorInfo and BadRequest (client.py)", async () => {
     const result = await run(python, [join(repoRoot, "test/interop/python/client.py"), server.address, stubs], {
       timeoutMs: 45_000,
       env: { PYTHONDONTWRITEBYTECODE: "1" },
@@ -70,9 +71,22 @@ describe("Python grpcio", () => {
       grpcio: "1.85.1",
       health: "SERVING",
       failures: [],
-      get_execution: { code: "UNIMPLEMENTED", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" },
-      execute: { code: "UNIMPLEMENTED", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" },
+      execute: { events: ["accepted", "attempt_started", "succeeded"], result: { echo: { message: "hi" } }, attempts: 1 },
+      get_execution: { state: "EXECUTION_STATE_SUCCEEDED", result: { echo: { message: "hi" } }, attempts: 1 },
+      get_execution_unknown: {
+        code: "NOT_FOUND",
+        reason: "EXECUTION_NOT_FOUND",
+        domain: "orchestrator.v1",
+        metadata: { execution_id: "no-such-execution" },
+      },
+      execute_invalid: { code: "INVALID_ARGUMENT", reason: "INVALID_ARGUMENT", domain: "orchestrator.v1", violations: ["input.message"] },
+      get_schedule: {
+        code: "UNIMPLEMENTED",
+        reason: "NOT_IMPLEMENTED",
+        domain: "orchestrator.v1",
+        metadata: { method: "orchestrator.v1.ScheduleService/GetSchedule" },
+      },
     });
-    expect((summary["get_execution"] as { message: string }).message).toContain("issue #3");
+    expect((summary["get_schedule"] as { message: string }).message).toContain("issue #6");
   });
 });

@@ -95,6 +95,22 @@ describe("Execute", () => {
     expect(execution).toMatchObject({ executionId: id, operation: "demo.echo", state: ExecutionState.SUCCEEDED, labels: { env: "test" } });
     expect(execution?.principal).toMatchObject({ subject: "alice", tenant: "acme", roles: ["admin"] });
     expect(execution?.attempts).toHaveLength(1);
+    expect(execution?.traceId).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it("continues the caller's W3C traceparent as the execution's trace id", async () => {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const client = createClient(ExecutionService, createGrpcTransport({
+      baseUrl: server.baseUrl,
+      interceptors: [(next) => (req) => {
+        req.header.set("authorization", `Bearer ${tokens.admin}`);
+        req.header.set("traceparent", `00-${traceId}-00f067aa0ba902b7-01`);
+        return next(req);
+      }],
+    }));
+    const events = await collect(client, echo());
+    const accepted = events[0]!.kind;
+    expect(accepted.case === "accepted" && accepted.value.execution?.traceId).toBe(traceId);
   });
 
   it("retries a retryable failure and reports the delay, then succeeds", async () => {

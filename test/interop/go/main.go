@@ -1,11 +1,14 @@
 // Interop client for the Orchestrator server, written with grpc-go and stubs generated from
-// proto/ at test time (see buf.gen.yaml). Run by test/interop/go.test.ts:
+// proto/ at test time (see buf.gen.yaml). Run by test/interop/go.test.ts against a server started
+// with --demo-operations and no tokens file (every caller is the local admin):
 //
 //	go run . 127.0.0.1:PORT
 //
-// It checks health, then that the orchestrator RPCs that have not landed answer UNIMPLEMENTED
-// with a google.rpc.ErrorInfo detail (reason NOT_IMPLEMENTED). It prints one JSON summary line
-// on stdout and exits 1 on any mismatch (each one reported on stderr).
+// It checks health; streams Execute of demo.echo and reads the execution back with GetExecution;
+// decodes the google.rpc.ErrorInfo and BadRequest details of the errors (unknown execution, bad
+// input); and checks that a ScheduleService RPC that has not landed answers UNIMPLEMENTED with
+// reason NOT_IMPLEMENTED. It prints one JSON summary line on stdout and exits 1 on any mismatch
+// (each one reported on stderr).
 package main
 
 import (
@@ -15,7 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
+	"slices"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -30,17 +33,34 @@ import (
 )
 
 type rpcResult struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Reason  string `json:"reason"`
-	Domain  string `json:"domain"`
+	Code       string            `json:"code"`
+	Message    string            `json:"message"`
+	Reason     string            `json:"reason"`
+	Domain     string            `json:"domain"`
+	Metadata   map[string]string `json:"metadata"`
+	Violations []string          `json:"violations"`
+}
+
+type executeResult struct {
+	Events   []string `json:"events"`
+	Result   any      `json:"result"`
+	Attempts int32    `json:"attempts"`
+}
+
+type getResult struct {
+	State    string `json:"state"`
+	Result   any    `json:"result"`
+	Attempts int    `json:"attempts"`
 }
 
 type summary struct {
-	Health       string    `json:"health"`
-	GetExecution rpcResult `json:"get_execution"`
-	Execute      rpcResult `json:"execute"`
-	Failures     []string  `json:"failures"`
+	Health              string        `json:"health"`
+	Execute             executeResult `json:"execute"`
+	GetExecution        getResult     `json:"get_execution"`
+	GetExecutionUnknown rpcResult     `json:"get_execution_unknown"`
+	ExecuteInvalid      rpcResult     `json:"execute_invalid"`
+	GetSchedule         rpcResult     `json:"get_schedule"`
+	Failures            []string      `json:"failures"`
 }
 
 func main() {
@@ -60,6 +80,49 @@ func main() {
 			fmt.Fprintln(os.Stderr, "mismatch:", f)
 		}
 		os.Exit(1)
+	}
+}
+
+// eventKind names the case of ExecutionEvent.kind as in the .proto file.
+func eventKind(e *orchestratorv1.ExecutionEvent) string {
+	switch e.GetKind().(type) {
+	case *orchestratorv1.ExecutionEvent_Accepted:
+		return "accepted"
+	case *orchestratorv1.ExecutionEvent_AttemptStarted:
+		return "attempt_started"
+	case *orchestratorv1.ExecutionEvent_AttemptFailed:
+		return "attempt_failed"
+	case *orchestratorv1.ExecutionEvent_Progress:
+		return "progress"
+	case *orchestratorv1.ExecutionEvent_Succeeded:
+		return "succeeded"
+	case *orchestratorv1.ExecutionEvent_Failed:
+		return "failed"
+	case *orchestratorv1.ExecutionEvent_Cancelled:
+		return "cancelled"
+	case *orchestratorv1.ExecutionEvent_TimedOut:
+		return "timed_out"
+	case *orchestratorv1.ExecutionEvent_Interrupted:
+		return "interrupted"
+	case nil:
+		return "(unset)"
+	default:
+		return fmt.Sprintf("(unknown %T)", e.GetKind())
+	}
+}
+
+// readAll receives the stream to its end: the events, and the error (nil when it ended OK).
+func readAll(stream grpc.ServerStreamingClient[orchestratorv1.ExecuteResponse]) ([]*orchestratorv1.ExecutionEvent, error) {
+	var events []*orchestratorv1.ExecutionEvent
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return events, nil
+		}
+		if err != nil {
+			return events, err
+		}
+		events = append(events, msg.GetEvent())
 	}
 }
 
@@ -90,58 +153,117 @@ func run(address string) summary {
 
 	executions := orchestratorv1.NewExecutionServiceClient(conn)
 
-	// Unary: GetExecution.
-	_, err = executions.GetExecution(ctx, &orchestratorv1.GetExecutionRequest{ExecutionId: "x"})
-	s.GetExecution = describe(err)
-	expectNotImplemented("GetExecution", err, s.GetExecution, fail)
-	if !strings.Contains(s.GetExecution.Message, "issue #3") {
-		fail("GetExecution: message %q does not name issue #3", s.GetExecution.Message)
-	}
-
-	// Server streaming: Execute with a Struct input; the stream ends with the status.
-	input, err := structpb.NewStruct(map[string]any{"message": "hi", "n": 1.0})
+	// Server streaming: Execute demo.echo with a Struct input, read to the end of the stream.
+	input, err := structpb.NewStruct(map[string]any{"message": "hi"})
 	if err != nil {
 		fail("structpb: %v", err)
 		return s
 	}
+	executionID := ""
 	stream, err := executions.Execute(ctx, &orchestratorv1.ExecuteRequest{Operation: "demo.echo", Input: input})
+	var events []*orchestratorv1.ExecutionEvent
 	if err == nil {
-		for {
-			var msg *orchestratorv1.ExecuteResponse
-			msg, err = stream.Recv()
-			if err != nil {
-				break
+		events, err = readAll(stream)
+	}
+	if err != nil {
+		fail("Execute: %v", err)
+	}
+	s.Execute.Events = []string{}
+	for _, e := range events {
+		s.Execute.Events = append(s.Execute.Events, eventKind(e))
+	}
+	if !slices.Equal(s.Execute.Events, []string{"accepted", "attempt_started", "succeeded"}) {
+		fail("Execute: events %v, want [accepted attempt_started succeeded]", s.Execute.Events)
+	} else {
+		executionID = events[0].GetAccepted().GetExecution().GetExecutionId()
+		for _, e := range events {
+			if executionID == "" || e.GetExecutionId() != executionID {
+				fail("Execute: event execution_id %q, want %q", e.GetExecutionId(), executionID)
 			}
-			fail("Execute: unexpected message %v", msg)
+		}
+		if n := events[1].GetAttemptStarted().GetAttempt(); n != 1 {
+			fail("Execute: attempt_started.attempt %d, want 1", n)
+		}
+		succeeded := events[2].GetSucceeded()
+		s.Execute.Result = succeeded.GetResult().AsInterface()
+		s.Execute.Attempts = succeeded.GetAttempts()
+	}
+
+	// Unary: GetExecution of that execution.
+	if executionID != "" {
+		got, err := executions.GetExecution(ctx, &orchestratorv1.GetExecutionRequest{ExecutionId: executionID})
+		if err != nil {
+			fail("GetExecution: %v", err)
+		} else {
+			x := got.GetExecution()
+			s.GetExecution = getResult{State: x.GetState().String(), Result: x.GetResult().AsInterface(), Attempts: len(x.GetAttempts())}
+			if x.GetExecutionId() != executionID {
+				fail("GetExecution: execution_id %q, want %q", x.GetExecutionId(), executionID)
+			}
 		}
 	}
-	if errors.Is(err, io.EOF) {
-		fail("Execute: stream ended OK, want UNIMPLEMENTED")
+
+	// Unary: GetExecution of an unknown id.
+	_, err = executions.GetExecution(ctx, &orchestratorv1.GetExecutionRequest{ExecutionId: "no-such-execution"})
+	s.GetExecutionUnknown = describe(err)
+	expectError("GetExecution (unknown id)", err, s.GetExecutionUnknown, codes.NotFound, "EXECUTION_NOT_FOUND", fail)
+
+	// Server streaming: an input that does not match demo.echo's schema; the stream ends with
+	// the status before any message.
+	bad, err := structpb.NewStruct(map[string]any{"message": 5.0})
+	if err != nil {
+		fail("structpb: %v", err)
+		return s
 	}
-	s.Execute = describe(err)
-	expectNotImplemented("Execute", err, s.Execute, fail)
+	stream, err = executions.Execute(ctx, &orchestratorv1.ExecuteRequest{Operation: "demo.echo", Input: bad})
+	if err == nil {
+		events, err = readAll(stream)
+		for _, e := range events {
+			fail("Execute (bad input): unexpected event %s", eventKind(e))
+		}
+		if err == nil {
+			fail("Execute (bad input): stream ended OK, want InvalidArgument")
+		}
+	}
+	s.ExecuteInvalid = describe(err)
+	expectError("Execute (bad input)", err, s.ExecuteInvalid, codes.InvalidArgument, "INVALID_ARGUMENT", fail)
+
+	// Unary: a ScheduleService RPC that has not landed.
+	_, err = orchestratorv1.NewScheduleServiceClient(conn).GetSchedule(ctx, &orchestratorv1.GetScheduleRequest{ScheduleId: "x"})
+	s.GetSchedule = describe(err)
+	expectError("GetSchedule", err, s.GetSchedule, codes.Unimplemented, "NOT_IMPLEMENTED", fail)
 	return s
 }
 
-// describe reads the status of a failed call, decoding the google.rpc.ErrorInfo detail
-// (grpc-status-details-bin).
+// describe reads the status of a failed call, decoding the google.rpc.ErrorInfo and
+// google.rpc.BadRequest details (grpc-status-details-bin).
 func describe(err error) rpcResult {
 	st, _ := status.FromError(err)
-	r := rpcResult{Code: st.Code().String(), Message: st.Message()}
+	r := rpcResult{Code: st.Code().String(), Message: st.Message(), Metadata: map[string]string{}, Violations: []string{}}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			r.Reason = info.GetReason()
-			r.Domain = info.GetDomain()
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			r.Reason = d.GetReason()
+			r.Domain = d.GetDomain()
+			for k, v := range d.GetMetadata() {
+				r.Metadata[k] = v
+			}
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				r.Violations = append(r.Violations, v.GetField())
+			}
+		case error:
+			r.Violations = append(r.Violations, "undecodable detail: "+d.Error())
 		}
 	}
 	return r
 }
 
-func expectNotImplemented(rpc string, err error, r rpcResult, fail func(string, ...any)) {
-	if status.Code(err) != codes.Unimplemented {
-		fail("%s: code %s (%v), want Unimplemented", rpc, r.Code, err)
+func expectError(rpc string, err error, r rpcResult, code codes.Code, reason string, fail func(string, ...any)) {
+	if status.Code(err) != code {
+		fail("%s: code %s (%v), want %s", rpc, r.Code, err, code)
 	}
-	if r.Reason != "NOT_IMPLEMENTED" || r.Domain != "orchestrator.v1" {
-		fail("%s: ErrorInfo reason %q domain %q, want NOT_IMPLEMENTED / orchestrator.v1", rpc, r.Reason, r.Domain)
+	if r.Reason != reason || r.Domain != "orchestrator.v1" {
+		fail("%s: ErrorInfo reason %q domain %q, want %s / orchestrator.v1", rpc, r.Reason, r.Domain, reason)
 	}
 }
