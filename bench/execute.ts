@@ -10,8 +10,8 @@
  *                     (the bare echo baseline of bench/unary.ts), measured with Health/Check
  *   baseline-execute  bench/baseline-execute-server.ts: bare connect-node whose Execute streams
  *                     the same 3 events without any core, measured with Execute
- *   subject           src/main.ts --demo-operations --log-level warn, fresh --data-dir, no
- *                     --tokens-file (every caller is the local admin), no rate limit
+ *   subject           src/main.ts --demo-operations --log-level warn, fresh --data-dir,
+ *                     --auth none (every caller is the local admin), no rate limit
  * The subject's Execute request is {operation: "demo.echo", input: {message: "hi"}}; each call
  * reads the stream to its end and must see accepted, attempt_started, succeeded. Every such
  * call runs the whole core (authorize, validate, policy, store, audit, retry loop) and writes to
@@ -116,7 +116,7 @@ const expectedEvents = ["accepted", "attemptStarted", "succeeded"] as const;
 function subjectArgs(port: number): string[] {
   const dataDir = mkdtempSync(join(tmpdir(), "orchestrator-bench-"));
   registerTmpDir(dataDir);
-  return ["--port", String(port), "--data-dir", dataDir, "--demo-operations", "--log-level", "warn"];
+  return ["--port", String(port), "--data-dir", dataDir, "--demo-operations", "--log-level", "warn", "--auth", "none"];
 }
 const dataDirOf = (args: ReadonlyArray<string>): string => args[args.indexOf("--data-dir") + 1]!;
 

@@ -7,8 +7,8 @@
  * Each server runs in its own child process on 127.0.0.1; the load generator runs here.
  * Servers:
  *   baseline      bare connectNodeAdapter on node:http2
- *   subject-warn  src/main.ts --log-level warn  (no per-RPC log line)
- *   subject-info  src/main.ts --log-level info  (one JSON log line per RPC, stdout -> /dev/null)
+ *   subject-warn  src/main.ts --log-level warn --auth none  (no per-RPC log line; Health is open anyway)
+ *   subject-info  src/main.ts --log-level info --auth none  (one JSON log line per RPC, stdout -> /dev/null)
  * Load: BENCH_CALLS (10,000) calls, BENCH_CONCURRENCY (50) in flight, over one HTTP/2
  * connection; for gRPC (createGrpcTransport) and Connect binary (createConnectTransport,
  * httpVersion "2"). Each server first gets BENCH_WARMUP (2,000) calls per protocol and client
@@ -78,7 +78,7 @@ async function start(name: ServerName): Promise<Running> {
   const dataDir = mkdtempSync(join(tmpdir(), "orchestrator-bench-"));
   registerTmpDir(dataDir);
   const level = name === "subject-warn" ? "warn" : "info";
-  return startServer(name, port, "src/main.ts", ["--port", String(port), "--data-dir", dataDir, "--log-level", level], { cpuProfDir });
+  return startServer(name, port, "src/main.ts", ["--port", String(port), "--data-dir", dataDir, "--log-level", level, "--auth", "none"], { cpuProfDir });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,22 +5,33 @@
 import { mkdirSync } from "node:fs";
 import type { ServerConfig } from "./config.js";
 import type { Logger } from "./log.js";
-import { makeRuntime } from "./runtime.js";
-import { authInterceptor, localAuthenticator, staticTokenAuthenticator } from "./transport/auth-interceptor.js";
+import { makeRuntime, type AppRuntime } from "./runtime.js";
+import { authInterceptor } from "./transport/auth-interceptor.js";
+import { rateLimitInterceptor } from "./transport/rate-limit-interceptor.js";
+import { firstRunBanner, setUpCredentials } from "./first-run.js";
 import type { HealthStatuses } from "./transport/health.js";
 import { createHealth, routes } from "./transport/routes.js";
 import { startServer, type RunningServer } from "./transport/server.js";
-import type { OrchestratorRuntime } from "./transport/execution-service.js";
+import { RpcTracing, tracingInterceptor } from "./transport/tracing-interceptor.js";
+import { rpcDurationRecorder } from "./transport/rpc-metrics.js";
+import { Telemetry, type TelemetryShape } from "./telemetry/Telemetry.js";
 
 export interface App {
   readonly server: RunningServer;
   readonly health: HealthStatuses;
-  readonly runtime: OrchestratorRuntime;
+  readonly runtime: AppRuntime;
+  /** The tracer and meter in use, and where metrics are served. */
+  readonly telemetry: TelemetryShape;
   /** Drains the port, then stops every execution and closes the stores. */
   readonly shutdown: () => Promise<void>;
 }
 
-export async function startApp(config: ServerConfig, logger: Logger): Promise<App> {
+export interface StartOptions {
+  /** Where the first-run key is printed (default: process.stderr), never the JSON log. */
+  readonly stderr?: (text: string) => void;
+}
+
+export async function startApp(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<App> {
   mkdirSync(config.dataDir, { recursive: true });
   const runtime = makeRuntime(config, logger);
   try {
@@ -29,11 +40,15 @@ export async function startApp(config: ServerConfig, logger: Logger): Promise<Ap
     await runtime.dispose().catch(() => undefined);
     throw e;
   }
-  const health = createHealth();
-  const authenticate = config.tokens === undefined ? localAuthenticator : staticTokenAuthenticator(config.tokens);
-  if (config.tokens === undefined) {
-    logger.warn("no credentials configured: every caller is the local admin; set --tokens-file before exposing the port");
+  try {
+    const firstRun = await runtime.runPromise(setUpCredentials(config.auth));
+    if (firstRun !== undefined) (options.stderr ?? ((t) => process.stderr.write(t)))(firstRunBanner(firstRun.key, config));
+  } catch (e) {
+    await runtime.dispose().catch(() => undefined);
+    throw e;
   }
+  const health = createHealth();
+  const telemetry = await runtime.runPromise(Telemetry);
   let server: RunningServer;
   try {
     server = await startServer({
@@ -45,7 +60,10 @@ export async function startApp(config: ServerConfig, logger: Logger): Promise<Ap
       logger,
       health,
       routes: routes(health, runtime),
-      interceptors: [authInterceptor(authenticate)],
+      ...(telemetry.metrics ? { onRpcFinished: rpcDurationRecorder(telemetry.meter) } : {}),
+      // Outermost first: the RPC span (around everything), authentication, then the request
+      // limit (it needs the principal).
+      interceptors: [tracingInterceptor(new RpcTracing(telemetry.tracer, telemetry.tracing)), authInterceptor(runtime, { protectHealth: config.auth.protectHealth }), rateLimitInterceptor(runtime, config.limits)],
     });
   } catch (e) {
     await runtime.dispose().catch(() => undefined);
@@ -56,6 +74,7 @@ export async function startApp(config: ServerConfig, logger: Logger): Promise<Ap
     server,
     health,
     runtime,
+    telemetry,
     shutdown: () => (stopping ??= server.shutdown().then(() => runtime.dispose())),
   };
 }

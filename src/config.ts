@@ -4,11 +4,14 @@
  */
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { readFileSync } from "node:fs";
 import { logLevels, type LogLevel } from "./log.js";
-import type { Principal } from "./core/model.js";
-import type { RateLimit } from "./ports/RateLimiter.js";
+import { loadAuthConfig, loadRoles, type AuthConfig } from "./auth-config.js";
+import type { RoleTable } from "./core/permissions.js";
+import { readFileSync as readLimitsFile } from "node:fs";
+import type { FailureMode, RateLimit } from "./ports/RateLimiter.js";
+import { LimitsFileError, noLimits, parseLimits, type Limits } from "./core/limits.js";
 import { parseAllowlistEntry } from "./operations/host-policy.js";
+import { telemetryConfigFromEnv, type TelemetryConfig } from "./telemetry/config.js";
 
 export interface ServerConfig {
   readonly host: string;
@@ -28,10 +31,20 @@ export interface ServerConfig {
   readonly httpAllowPrivateNetworks: boolean;
   /** Per principal and operation; undefined = none. */
   readonly operationRateLimit: RateLimit | undefined;
+  /** --limits-file: request, operation, tenant, model, interval and in-flight limits (src/core/limits.ts). */
+  readonly limits: Limits;
+  /** Rate-limit state in Redis (shared by several instances); undefined = in memory. */
+  readonly redisUrl: string | undefined;
+  /** When Redis cannot be reached: refuse ("deny", fail closed) or admit ("allow", fail open). */
+  readonly rateLimitOnError: FailureMode;
   /** How long ended executions are kept. */
   readonly retentionMs: number;
-  /** Bearer token → principal; undefined = no credentials configured (every caller is the local admin). */
-  readonly tokens: ReadonlyMap<string, Principal> | undefined;
+  /** Which credentials are accepted (src/auth-config.ts). */
+  readonly auth: AuthConfig;
+  /** role → permissions, hierarchy flattened: the built-in roles or --roles-file's. */
+  readonly roles: RoleTable;
+  /** Tracing (OTEL_* variables) and the metrics endpoint (src/telemetry/config.ts). */
+  readonly telemetry: TelemetryConfig;
 }
 
 export class ConfigError extends Error {
@@ -61,8 +74,22 @@ export const settings = {
   httpAllowlist: { flag: "http-allowlist", env: "ORCHESTRATOR_HTTP_ALLOWLIST", default: "", help: "comma-separated hosts http.request may call: host, host:port, *.suffix, IP literals" },
   httpAllowPrivate: { flag: "http-allow-private-networks", env: "ORCHESTRATOR_HTTP_ALLOW_PRIVATE_NETWORKS", default: "false", boolean: true, help: "let allowlisted names resolve to loopback/private addresses" },
   operationRateLimit: { flag: "operation-rate-limit", env: "ORCHESTRATOR_OPERATION_RATE_LIMIT", default: "", help: "executions per principal and operation, as N/duration (e.g. 100/1m); empty = none" },
+  limitsFile: { flag: "limits-file", env: "ORCHESTRATOR_LIMITS_FILE", default: undefined, help: "JSON file of rate limits: request, operation, tenant, models, minInterval, maxInFlight, overrides, shadow (see README, Limits)" },
+  redisUrl: { flag: "redis-url", env: "ORCHESTRATOR_REDIS_URL", default: undefined, help: "keep rate-limit state in Redis (redis://host:port[/db]), shared by several instances; unset = in memory" },
+  rateLimitOnError: { flag: "rate-limit-on-error", env: "ORCHESTRATOR_RATE_LIMIT_ON_ERROR", default: "deny", help: "when Redis cannot be reached: deny (refuse, UNAVAILABLE) or allow; both audited" },
   retention: { flag: "retention", env: "ORCHESTRATOR_RETENTION", default: "7d", help: "how long ended executions are kept (e.g. 12h, 30d)" },
-  tokensFile: { flag: "tokens-file", env: "ORCHESTRATOR_TOKENS_FILE", default: undefined, help: "JSON file of bearer tokens and their principals; unset = every caller is the local admin" },
+  auth: { flag: "auth", env: "ORCHESTRATOR_AUTH", default: undefined, help: "api-keys | jwt | jwt+api-keys | none (default: jwt+api-keys when a JWT key is set, else api-keys; none: every caller is admin, loopback only)" },
+  jwtHs256SecretFile: { flag: "jwt-hs256-secret-file", env: "ORCHESTRATOR_JWT_HS256_SECRET_FILE", default: undefined, help: "file holding the shared HS256 secret (at least 32 bytes)" },
+  jwtJwksFile: { flag: "jwt-jwks-file", env: "ORCHESTRATOR_JWT_JWKS_FILE", default: undefined, help: "JWKS file of RS256/ES256 public keys" },
+  jwtJwksUrl: { flag: "jwt-jwks-url", env: "ORCHESTRATOR_JWT_JWKS_URL", default: undefined, help: "JWKS URL of RS256/ES256 public keys (https; fetched, cached, refreshed)" },
+  jwtIssuer: { flag: "jwt-issuer", env: "ORCHESTRATOR_JWT_ISSUER", default: undefined, help: "required `iss` of JWTs (required with JWT auth)" },
+  jwtAudience: { flag: "jwt-audience", env: "ORCHESTRATOR_JWT_AUDIENCE", default: undefined, help: "required `aud` of JWTs (required with JWT auth)" },
+  jwtClockSkew: { flag: "jwt-clock-skew", env: "ORCHESTRATOR_JWT_CLOCK_SKEW", default: "30s", help: "tolerance for exp and nbf (at most 5m)" },
+  jwtTenantClaim: { flag: "jwt-tenant-claim", env: "ORCHESTRATOR_JWT_TENANT_CLAIM", default: "tenant", help: "claim (or dotted path) holding the tenant; absent = default" },
+  jwtRolesClaim: { flag: "jwt-roles-claim", env: "ORCHESTRATOR_JWT_ROLES_CLAIM", default: "roles", help: "claim (or dotted path) holding the roles (list, or space-separated string)" },
+  rolesFile: { flag: "roles-file", env: "ORCHESTRATOR_ROLES_FILE", default: undefined, help: "JSON file of roles, their permissions and what they inherit (default: admin > operator > viewer)" },
+  protectHealth: { flag: "protect-health", env: "ORCHESTRATOR_PROTECT_HEALTH", default: "false", boolean: true, help: "require credentials for health and reflection too" },
+  metricsPort: { flag: "metrics-port", env: "ORCHESTRATOR_METRICS_PORT", default: undefined, help: "serve Prometheus metrics at /metrics on this port of --host (e.g. 9464; 0 picks a free port); empty = off" },
 } satisfies Record<string, Setting>;
 
 export function usage(): string {
@@ -133,13 +160,62 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
     if (m === null || windowMs === undefined || windowMs <= 0 || Number(m[1]) < 1) {
       throw new ConfigError(`${where(settings.operationRateLimit)}: expected N/duration like 100/1m, got "${limitText}"`);
     }
+    if (Number(m[1]) > 1_000_000 || windowMs > 30 * 86_400_000 || Number(m[1]) * windowMs > 2 ** 52) {
+      throw new ConfigError(`${where(settings.operationRateLimit)}: at most 1000000 per window of at most 30d, got "${limitText}"`);
+    }
     operationRateLimit = { limit: Number(m[1]), windowMs };
+  }
+  const limitsFile = get(settings.limitsFile);
+  const limits = limitsFile === undefined ? noLimits : loadLimits(limitsFile, where(settings.limitsFile));
+  const redisUrl = get(settings.redisUrl);
+  if (redisUrl !== undefined && !/^rediss?:\/\/[^/\s]+(\/\d+)?\/?$/.test(redisUrl)) {
+    throw new ConfigError(`${where(settings.redisUrl)}: expected redis://host:port or rediss://host:port (optionally /db), got "${redisUrl}"`);
+  }
+  const rateLimitOnError = get(settings.rateLimitOnError) ?? "deny";
+  if (rateLimitOnError !== "deny" && rateLimitOnError !== "allow") {
+    throw new ConfigError(`${where(settings.rateLimitOnError)}: expected deny or allow, got "${rateLimitOnError}"`);
   }
   const retentionMs = parseDurationMs(get(settings.retention) ?? "");
   if (retentionMs === undefined || retentionMs <= 0) {
     throw new ConfigError(`${where(settings.retention)}: expected a duration like 12h or 30d`);
   }
-  const tokensFile = get(settings.tokensFile);
+  const auth = loadAuthConfig(
+    {
+      auth: get(settings.auth),
+      hs256SecretFile: get(settings.jwtHs256SecretFile),
+      jwksFile: get(settings.jwtJwksFile),
+      jwksUrl: get(settings.jwtJwksUrl),
+      issuer: get(settings.jwtIssuer),
+      audience: get(settings.jwtAudience),
+      clockSkew: get(settings.jwtClockSkew),
+      tenantClaim: get(settings.jwtTenantClaim),
+      rolesClaim: get(settings.jwtRolesClaim),
+      protectHealth: bool(settings.protectHealth),
+    },
+    (key) =>
+      where(
+        {
+          auth: settings.auth,
+          hs256SecretFile: settings.jwtHs256SecretFile,
+          jwksFile: settings.jwtJwksFile,
+          jwksUrl: settings.jwtJwksUrl,
+          issuer: settings.jwtIssuer,
+          audience: settings.jwtAudience,
+          clockSkew: settings.jwtClockSkew,
+          tenantClaim: settings.jwtTenantClaim,
+          rolesClaim: settings.jwtRolesClaim,
+          protectHealth: settings.protectHealth,
+        }[key],
+      ),
+    host,
+  );
+  const metricsPortText = get(settings.metricsPort) ?? "";
+  const metricsPort = metricsPortText === "" ? undefined : Number(metricsPortText);
+  if (metricsPort !== undefined && (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)) {
+    throw new ConfigError(`${where(settings.metricsPort)}: expected a port number 0-65535 or nothing, got "${metricsPortText}"`);
+  }
+  const telemetry = telemetryConfigFromEnv(env, metricsPort);
+  if ("problem" in telemetry) throw new ConfigError(telemetry.problem);
   return {
     host,
     port,
@@ -152,39 +228,30 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
     httpAllowlist,
     httpAllowPrivateNetworks: bool(settings.httpAllowPrivate),
     operationRateLimit,
+    limits,
+    redisUrl,
+    rateLimitOnError,
     retentionMs,
-    tokens: tokensFile === undefined ? undefined : loadTokens(tokensFile, where(settings.tokensFile)),
+    auth,
+    roles: loadRoles(get(settings.rolesFile), where(settings.rolesFile)),
+    telemetry: telemetry.config,
   };
 }
 
-/**
- * The tokens file: `{"tokens": [{"token": "…", "subject": "…", "tenant": "…", "roles": ["…"]}]}`.
- * Tokens of fewer than 16 characters are refused: they are guessable.
- */
-export function loadTokens(file: string, setting = "--tokens-file"): ReadonlyMap<string, Principal> {
+/** The limits file (format in src/core/limits.ts and README.md, "Limits"). */
+export function loadLimits(file: string, setting = "--limits-file"): Limits {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
+    parsed = JSON.parse(readLimitsFile(file, "utf8"));
   } catch (e) {
     throw new ConfigError(`${setting}: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const list = (parsed as { tokens?: unknown }).tokens;
-  if (!Array.isArray(list)) throw new ConfigError(`${setting}: ${file} must hold {"tokens": [...]}`);
-  const out = new Map<string, Principal>();
-  list.forEach((t: unknown, i) => {
-    const e = t as { token?: unknown; subject?: unknown; tenant?: unknown; roles?: unknown };
-    const ok =
-      typeof e.token === "string" &&
-      e.token.length >= 16 &&
-      typeof e.subject === "string" &&
-      e.subject !== "" &&
-      (e.tenant === undefined || typeof e.tenant === "string") &&
-      Array.isArray(e.roles) &&
-      e.roles.every((r) => typeof r === "string");
-    if (!ok) throw new ConfigError(`${setting}: tokens[${i}] needs token (≥ 16 chars), subject, roles[] and optionally tenant`);
-    out.set(e.token as string, { subject: e.subject as string, tenant: (e.tenant as string | undefined) ?? "default", roles: e.roles as string[] });
-  });
-  return out;
+  try {
+    return parseLimits(parsed, parseDurationMs);
+  } catch (e) {
+    if (e instanceof LimitsFileError) throw new ConfigError(`${setting}: ${file}: ${e.message}`);
+    throw e;
+  }
 }
 
 const unitMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

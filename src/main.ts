@@ -1,10 +1,12 @@
 /**
  * `npm start` / `orchestrator serve`: reads the configuration, serves until SIGTERM or SIGINT,
  * drains, and exits 0. A second signal exits at once.
+ * `orchestrator keys …`: API key administration on a data dir (src/cli/keys.ts).
  */
 import { ConfigError, loadConfig, usage } from "./config.js";
 import { createLogger } from "./log.js";
 import { startApp } from "./app.js";
+import { keysCommand } from "./cli/keys.js";
 
 export async function serve(argv: ReadonlyArray<string>): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
@@ -61,5 +63,9 @@ export async function serve(argv: ReadonlyArray<string>): Promise<void> {
 const isEntry = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/src/main.ts") === true;
 if (isEntry) {
   const args = process.argv.slice(2);
-  await serve(args[0] === "serve" ? args.slice(1) : args);
+  if (args[0] === "keys") {
+    process.exitCode = await keysCommand(args.slice(1));
+  } else {
+    await serve(args[0] === "serve" ? args.slice(1) : args);
+  }
 }

@@ -11,12 +11,28 @@ import { OperationRegistry } from "./core/operation.js";
 import { builtinOperations } from "./operations/index.js";
 import { PolicyService } from "./ports/PolicyService.js";
 import { RateLimiterMemory } from "./ports/RateLimiter.js";
+import { RateLimiterRedis } from "./ports/redis/RateLimiterRedis.js";
 import { SqliteDatabase } from "./ports/sqlite/SqliteDatabase.js";
 import { ExecutionStoreSqlite } from "./ports/sqlite/ExecutionStoreSqlite.js";
 import { AuditLoggerSqlite } from "./ports/sqlite/AuditLoggerSqlite.js";
+import { ApiKeyStoreSqlite } from "./ports/sqlite/ApiKeyStoreSqlite.js";
+import { AuthValidator } from "./ports/AuthValidator.js";
+import type { AuthConfig } from "./auth-config.js";
+import { Telemetry } from "./telemetry/Telemetry.js";
 
-/** Effect's log lines go to the same JSON lines as the rest. */
+/**
+ * Effect's log lines go to the same JSON lines as the rest. One Layer per logger: a second
+ * instance in the same runtime would add a second Effect logger, and every line would be written
+ * twice (Layer memoization is by reference).
+ */
 export function jsonLoggerLayer(logger: JsonLogger) {
+  let layer = jsonLoggerLayers.get(logger);
+  if (layer === undefined) jsonLoggerLayers.set(logger, (layer = makeJsonLoggerLayer(logger)));
+  return layer;
+}
+const jsonLoggerLayers = new WeakMap<JsonLogger, Layer.Layer<never>>();
+
+function makeJsonLoggerLayer(logger: JsonLogger): Layer.Layer<never> {
   const level = (l: LogLevel.LogLevel): JsonLevel =>
     l._tag === "Error" || l._tag === "Fatal" ? "error" : l._tag === "Warning" ? "warn" : l._tag === "Info" ? "info" : "debug";
   const minimum = { debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warning, error: LogLevel.Error }[logger.level];
@@ -33,19 +49,35 @@ export function jsonLoggerLayer(logger: JsonLogger) {
 export function appLayer(config: ServerConfig, logger: JsonLogger) {
   const database = SqliteDatabase.layer(config.dataDir);
   const deps = Layer.mergeAll(
-    OrchestratorConfig.layer({ operationRateLimit: config.operationRateLimit, retentionMs: config.retentionMs }),
+    OrchestratorConfig.layer({ operationRateLimit: config.operationRateLimit, limits: config.limits, retentionMs: config.retentionMs, roles: config.roles }),
     OperationRegistry.layer(
       builtinOperations({
         demo: config.demoOperations,
         http: { allowlist: config.httpAllowlist, allowPrivateNetworks: config.httpAllowPrivateNetworks },
       }),
     ),
-    Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite).pipe(Layer.provide(database)),
+    Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite).pipe(Layer.provide(database)),
     PolicyService.allowAll,
-    RateLimiterMemory,
+    // Rate-limit state: this process's memory, or Redis when several instances share limits.
+    config.redisUrl === undefined ? RateLimiterMemory : RateLimiterRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError }),
   );
-  return Orchestrator.Default.pipe(Layer.provide(deps), Layer.provide(jsonLoggerLayer(logger)));
+  // The ports stay visible on the runtime: the auth interceptor, first-run key and tests use them.
+  return Layer.merge(Orchestrator.Default, authValidatorLayer(config.auth)).pipe(
+    Layer.provideMerge(deps),
+    Layer.provide(jsonLoggerLayer(logger)),
+  );
 }
 
+/** `--auth`: which credentials the AuthValidator accepts. */
+export const authValidatorLayer = (auth: AuthConfig) =>
+  auth.mode === "none" ? AuthValidator.none : AuthValidator.layer({ apiKeys: auth.mode !== "jwt", jwt: auth.jwt });
+
 export const makeRuntime = (config: ServerConfig, logger: JsonLogger) =>
-  ManagedRuntime.make(Layer.merge(appLayer(config, logger), jsonLoggerLayer(logger)));
+  ManagedRuntime.make(Layer.mergeAll(appLayer(config, logger), jsonLoggerLayer(logger), telemetryLayer(config, logger)));
+
+/** Tracing and metrics (off unless configured); with tracing on, the Effect tracer of the whole runtime. */
+export const telemetryLayer = (config: ServerConfig, logger: JsonLogger) =>
+  Telemetry.layer(config.telemetry, { host: config.host, logger });
+
+/** The server's runtime: the Orchestrator and the ports it and the interceptors use. */
+export type AppRuntime = ReturnType<typeof makeRuntime>;

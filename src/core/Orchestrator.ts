@@ -29,6 +29,8 @@ import { AuditLogger, type AuditEntry } from "../ports/AuditLogger.js";
 import { ExecutionStore } from "../ports/ExecutionStore.js";
 import { PolicyService, type PolicyContext } from "../ports/PolicyService.js";
 import { RateLimiter } from "../ports/RateLimiter.js";
+import { enforceLimits, executionLimits } from "./limits.js";
+import * as CoreMetrics from "./metrics.js";
 import {
   AttemptFailed,
   Cancelled,
@@ -38,7 +40,6 @@ import {
   Interrupted,
   InvalidInput,
   PermissionDenied,
-  RateLimited,
   RequestIdReused,
   RetriesExhausted,
   type FieldViolation,
@@ -140,6 +141,8 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
     const audit = yield* AuditLogger;
     const policy = yield* PolicyService;
     const limiter = yield* RateLimiter;
+    // --operation-rate-limit is shorthand for the limits file's "operation" (and wins over it).
+    const limits = config.operationRateLimit === undefined ? config.limits : { ...config.limits, operation: config.operationRateLimit };
     const fibers = yield* FiberMap.make<string>();
     const live = new Map<string, Live>();
     let shuttingDown = false;
@@ -182,7 +185,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           details: { permission },
         });
         if (!allowed) return yield* new PermissionDenied({ subject: principal.subject, permission });
-      });
+      }).pipe(Effect.withSpan("Orchestrator.authorize", { attributes: { permission } }));
 
     const validate = (cmd: ExecuteCommand) =>
       Effect.gen(function* () {
@@ -281,6 +284,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           });
           yield* policy.record(l.policy, state === "SUCCEEDED" ? "SUCCEEDED" : state === "CANCELLED" ? "CANCELLED" : state === "TIMED_OUT" ? "TIMED_OUT" : state === "INTERRUPTED" ? "INTERRUPTED" : "FAILED", usage);
           live.delete(r.executionId);
+          yield* CoreMetrics.executionEnded(r.operation, state);
           yield* Deferred.succeed(l.done, { record: l.record, cause });
         }),
       );
@@ -329,10 +333,15 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           };
           const run = op.run(input, ctx);
           const exit = yield* Effect.exit(
-            r0.attemptTimeoutMs === undefined
-              ? run
-              : run.pipe(Effect.timeoutFail({ duration: Duration.millis(r0.attemptTimeoutMs), onTimeout: () => new AttemptTimeout(r0.attemptTimeoutMs!) })),
+            Effect.withSpan(
+              r0.attemptTimeoutMs === undefined
+                ? run
+                : run.pipe(Effect.timeoutFail({ duration: Duration.millis(r0.attemptTimeoutMs), onTimeout: () => new AttemptTimeout(r0.attemptTimeoutMs!) })),
+              "Orchestrator.attempt",
+              { attributes: { attempt } },
+            ),
           );
+          yield* CoreMetrics.attemptEnded(r0.operation, Exit.isSuccess(exit));
           const ended = yield* Clock.currentTimeMillis;
           if (Exit.isSuccess(exit)) {
             yield* save(l, { attempts: setAttempt(l, attempt, { endTime: ended }) });
@@ -367,7 +376,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
             return { _tag: "Failed" as const, error: detail, exhausted: retryable, attempts: attempt, cause: error };
           }
           yield* auditExecution(l, { type: "EXECUTION_RETRY_SCHEDULED", details: { attempt: attempt + 1, delay_ms: delayMs } });
-          yield* Effect.sleep(Duration.millis(delayMs));
+          yield* Effect.sleep(Duration.millis(delayMs)).pipe(Effect.withSpan("Orchestrator.retryDelay", { attributes: { delay_ms: delayMs, next_attempt: attempt + 1 } }));
         }
       });
 
@@ -463,25 +472,35 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         Effect.tapError((denied) =>
           audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "DENY", reason: denied.reason, details: { rule: denied.rule } }),
         ),
+        Effect.tapError((denied) => CoreMetrics.policyDenied(op.name, denied.rule)),
+        Effect.withSpan("Orchestrator.policy"),
       );
       yield* audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "ALLOW", details: { rule: decision.rule, policy_version: decision.policyVersion } });
 
-      if (config.operationRateLimit !== undefined) {
-        const key = `op:${cmd.principal.tenant}:${cmd.principal.subject}:${op.name}`;
-        const d = yield* limiter.consume(key, config.operationRateLimit);
-        yield* audit.log({
-          type: "RATE_LIMIT_CHECKED",
-          principal: cmd.principal,
-          operation: op.name,
-          decision: d.allowed ? "ALLOW" : "DENY",
-          details: { key: "principal+operation", limit: d.limit, remaining: d.remaining },
-        });
-        if (!d.allowed) {
-          return yield* new RateLimited({ key: `${cmd.principal.subject}/${op.name}`, limit: d.limit, remaining: d.remaining, retryAfterMs: d.retryAfterMs, resetMs: d.resetMs });
-        }
-      }
+      // Operation, min interval, tenant and model limits and the in-flight cap: one atomic decision.
+      const { lease } = yield* enforceLimits(limiter, audit, {
+        request: executionLimits(limits, cmd.principal, op.name, model),
+        principal: cmd.principal,
+        operation: op.name,
+        shadow: limits.shadow,
+        auditAdmissions: true,
+      }).pipe(
+        Effect.tapBoth({
+          onSuccess: (a) => (a.binding === undefined && a.lease === undefined ? Effect.void : CoreMetrics.rateLimitDecided("execution", "allow")),
+          onFailure: (e) => CoreMetrics.rateLimitDecided("execution", e._tag === "RateLimited" ? "deny" : "unavailable"),
+        }),
+        Effect.withSpan("Orchestrator.rateLimit"),
+      );
+      // The in-flight slot belongs to this start until the run is forked, then to the run.
+      let slotHandedOver = false;
+      if (lease !== undefined) yield* Effect.addFinalizer(() => (slotHandedOver ? Effect.void : lease.release));
 
       const now = yield* Clock.currentTimeMillis;
+      // The caller's span (the RPC's): the execution takes its trace id, and its run, which outlives
+      // this call, hangs under it. An in-process caller without a span gets start's own trace.
+      const span = Option.getOrUndefined(yield* Effect.option(Effect.currentSpan));
+      const caller = span === undefined ? undefined : Option.getOrElse(span.parent, () => span);
+      const traceId = cmd.traceId ?? span?.traceId;
       const record: ExecutionRecord = {
         executionId,
         operation: op.name,
@@ -497,7 +516,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         ...(cmd.attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: cmd.attemptTimeoutMs }),
         ...(cmd.scheduleId === undefined ? {} : { scheduleId: cmd.scheduleId }),
         ...(cmd.nominalTime === undefined ? {} : { nominalTime: cmd.nominalTime }),
-        ...(cmd.traceId === undefined ? {} : { traceId: cmd.traceId }),
+        ...(traceId === undefined ? {} : { traceId }),
       };
       const inserted = yield* store.insert(record);
       if (inserted._tag === "Duplicate") return yield* attach(inserted.existing, cmd); // lost a same-request_id race
@@ -513,9 +532,14 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         policy: policyContext,
       };
       live.set(executionId, l);
+      yield* CoreMetrics.executionStarted;
       yield* auditExecution(l, { type: "EXECUTION_ACCEPTED", details: { retry_policy: { ...record.retryPolicy, nonRetryableErrorTypes: [...record.retryPolicy.nonRetryableErrorTypes] }, timeout_ms: record.timeoutMs } });
       const events = yield* follow(l, false);
-      yield* FiberMap.run(fibers, executionId, runExecution(l, op, input));
+      const run = runExecution(l, op, input).pipe(
+        Effect.withSpan("Orchestrator.run", { attributes: { execution_id: executionId, operation: op.name }, ...(caller === undefined ? {} : { parent: caller }) }),
+      );
+      yield* FiberMap.run(fibers, executionId, lease === undefined ? run : Effect.ensuring(run, lease.release));
+      slotHandedOver = true;
       return { executionId, deduplicated: false, live: l as Live | undefined, events };
     });
 

@@ -3,6 +3,7 @@
  */
 import { Context, Layer } from "effect";
 import type { RateLimit } from "../ports/RateLimiter.js";
+import { noLimits, type Limits } from "./limits.js";
 import type { RetryPolicy } from "./model.js";
 import { builtinRoles } from "./permissions.js";
 import { serverRetryDefaults } from "./retry.js";
@@ -13,8 +14,10 @@ export interface OrchestratorSettings {
   readonly defaultTimeoutMs: number;
   /** Largest timeout a request may ask for. */
   readonly maxTimeoutMs: number;
-  /** Per principal and operation; undefined = no limit. */
+  /** Per principal and operation; undefined = no limit. Shorthand for limits.operation, and wins over it. */
   readonly operationRateLimit: RateLimit | undefined;
+  /** Every execution limit: operation, min interval, tenant, model, in flight (src/core/limits.ts). */
+  readonly limits: Limits;
   /** How long ended executions are kept. */
   readonly retentionMs: number;
   readonly pruneIntervalMs: number;
@@ -28,6 +31,7 @@ export const defaultSettings: OrchestratorSettings = {
   defaultTimeoutMs: 3_600_000,
   maxTimeoutMs: 24 * 3_600_000,
   operationRateLimit: undefined,
+  limits: noLimits,
   retentionMs: 7 * 24 * 3_600_000,
   pruneIntervalMs: 3_600_000,
   maxInputBytes: 1024 * 1024,

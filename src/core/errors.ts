@@ -38,6 +38,9 @@ export class PolicyDenied extends Data.TaggedError("PolicyDenied")<{ readonly ru
 }
 
 export class RateLimited extends Data.TaggedError("RateLimited")<{
+  /** Which limit: request, operation, interval, tenant, model or in_flight (src/core/limits.ts). */
+  readonly scope: string;
+  /** Whose quota, readable: "alice/demo.echo", "tenant acme", "model gpt-4o". */
   readonly key: string;
   readonly limit: number;
   readonly remaining: number;
@@ -45,7 +48,17 @@ export class RateLimited extends Data.TaggedError("RateLimited")<{
   readonly resetMs: number;
 }> {
   override get message() {
-    return `rate limit of ${this.limit} reached for ${this.key}; retry after ${Math.ceil(this.retryAfterMs / 1000)}s`;
+    const wait = `retry after ${Math.ceil(this.retryAfterMs / 1000)}s`;
+    return this.scope === "in_flight"
+      ? `${this.limit} executions already in flight for ${this.key.replace(/ \(.*\)$/, "")}; ${wait}`
+      : `rate limit of ${this.limit} reached for ${this.key}; ${wait}`;
+  }
+}
+
+/** The rate-limit state (Redis) could not be reached, and the limiter is set to fail closed. */
+export class RateLimiterUnavailable extends Data.TaggedError("RateLimiterUnavailable")<{ readonly error: string }> {
+  override get message() {
+    return "the rate limiter is unavailable; retry later";
   }
 }
 
@@ -136,6 +149,7 @@ export type StartError =
   | PermissionDenied
   | PolicyDenied
   | RateLimited
+  | RateLimiterUnavailable
   | RequestIdReused
   | StoreError;
 

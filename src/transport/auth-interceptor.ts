@@ -1,18 +1,26 @@
 /**
- * Authentication: who is calling. Transport-agnostic core (`Authenticator`: headers → principal
- * or refusal) with a thin Connect interceptor around it that puts the principal in the request's
- * context values. Health and reflection stay open.
+ * Authentication: who is calling. A transport-agnostic core (`authenticateRequest`: method,
+ * headers, peer → principal, or a refusal that is audited) and a thin Connect interceptor that
+ * runs it on the app's runtime and puts the principal in the request's context values. Only
+ * the `authorization` header is read: no other header (x-user-id, x-tenant…) and nothing in
+ * the request body can name or change the principal.
  *
- * Until the interceptors issue (#4) brings JWT and hashed API keys, two authenticators exist:
- * static bearer tokens from configuration, and — when none are configured — a single local
- * principal with the admin role (the server listens on 127.0.0.1 by default).
+ * Audit: every refusal is written (AUTH_DENIED, principal unset, the real reason, method and
+ * peer). A success is not written here: the core's authorize step already writes one
+ * AUTH_SUCCEEDED/AUTH_DENIED, with the principal and the permission, for every RPC that does
+ * anything, so a row per RPC here would double the log for no information. Successes go to the
+ * debug log.
+ *
+ * Health and reflection stay open unless `--protect-health`.
  */
-import { timingSafeEqual } from "node:crypto";
-import { Code, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { inRpcSpan } from "./tracing-interceptor.js";
+import { type Cause, Effect, Exit, type ManagedRuntime } from "effect";
+import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Principal } from "../core/model.js";
-import { rpcError } from "./errors.js";
-
-export type Authenticator = (headers: Headers) => Principal | { readonly refused: string };
+import { AuditLogger } from "../ports/AuditLogger.js";
+import { AuthValidator, type AuthError } from "../ports/AuthValidator.js";
+import { causeToConnectError } from "./error-mapping.js";
+import { peerKey } from "./rpc-handler.js";
 
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated principal" });
 
@@ -29,36 +37,60 @@ export const openServices: ReadonlySet<string> = new Set([
   "grpc.reflection.v1alpha.ServerReflection",
 ]);
 
-export function authInterceptor(authenticate: Authenticator): Interceptor {
-  return (next) => async (req) => {
-    if (openServices.has(req.service.typeName)) return next(req);
-    const result = authenticate(req.header);
-    if ("refused" in result) {
-      throw rpcError({ code: Code.Unauthenticated, message: result.refused, reason: "UNAUTHENTICATED" });
-    }
-    req.contextValues.set(principalKey, result);
-    return next(req);
-  };
+export interface AuthRequest {
+  /** `/package.Service/Method`. */
+  readonly method: string;
+  readonly headers: Headers;
+  readonly peer: string | undefined;
 }
 
-export const localPrincipal: Principal = { subject: "local", tenant: "default", roles: ["admin"] };
+/** headers → principal; a refusal is audited before it is returned. */
+export const authenticateRequest = (req: AuthRequest) =>
+  Effect.gen(function* () {
+    const validator = yield* AuthValidator;
+    return yield* validator.authenticate(req.headers).pipe(
+      Effect.tapError((e) =>
+        Effect.flatMap(AuditLogger, (audit) =>
+          audit.log({
+            type: "AUTH_DENIED",
+            decision: "DENY",
+            reason: e.detail,
+            details: {
+              method: req.method,
+              peer: req.peer ?? "",
+              credential: e.credential,
+              error: e._tag === "Unauthenticated" ? e.kind : "UNAVAILABLE",
+              ...(e._tag === "Unauthenticated" && e.credentialId !== undefined ? { credential_id: e.credentialId } : {}),
+            },
+          }),
+        ),
+      ),
+      Effect.tap((p) => Effect.logDebug("authenticated").pipe(Effect.annotateLogs({ method: req.method, subject: p.subject, tenant: p.tenant }))),
+    );
+  }).pipe(Effect.withSpan("auth.authenticate"));
 
-/** Everyone is the local admin: for a server on loopback with no credentials configured. */
-export const localAuthenticator: Authenticator = () => localPrincipal;
+/** What the interceptor needs from the app's runtime. */
+export type AuthRuntime = ManagedRuntime.ManagedRuntime<AuthValidator | AuditLogger, unknown>;
 
-/**
- * `authorization: Bearer <token>` looked up in a fixed table. Compared in constant time; a
- * missing, malformed or unknown token gets one message that does not say which.
- */
-export function staticTokenAuthenticator(tokens: ReadonlyMap<string, Principal>): Authenticator {
-  const entries = [...tokens].map(([t, p]) => [Buffer.from(t), p] as const);
-  return (headers) => {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(headers.get("authorization") ?? "");
-    if (m === null) return { refused: "missing or malformed credentials: send `authorization: Bearer <token>`" };
-    const presented = Buffer.from(m[1]!);
-    for (const [token, principal] of entries) {
-      if (token.length === presented.length && timingSafeEqual(token, presented)) return principal;
-    }
-    return { refused: "invalid credentials" };
+export interface AuthInterceptorOptions {
+  /** Require credentials for health and reflection too. */
+  readonly protectHealth?: boolean;
+}
+
+export function authInterceptor(runtime: AuthRuntime, options: AuthInterceptorOptions = {}): Interceptor {
+  const open = options.protectHealth === true ? new Set<string>() : openServices;
+  return (next) => async (req) => {
+    if (open.has(req.service.typeName)) return next(req);
+    const exit = await runtime.runPromiseExit(
+      // A child of the RPC span, not a trace of its own.
+      inRpcSpan(
+        req.contextValues,
+        authenticateRequest({ method: `/${req.service.typeName}/${req.method.name}`, headers: req.header, peer: req.contextValues.get(peerKey) }),
+      ),
+      { signal: req.signal },
+    );
+    if (Exit.isFailure(exit)) throw causeToConnectError(exit.cause as Cause.Cause<AuthError>);
+    req.contextValues.set(principalKey, exit.value);
+    return next(req);
   };
 }

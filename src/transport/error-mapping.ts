@@ -10,9 +10,10 @@ import type {
   RunError,
   StartError,
 } from "../core/errors.js";
+import type { AuthError } from "../ports/AuthValidator.js";
 import { internalError, rpcError } from "./errors.js";
 
-export type CoreError = StartError | RunError | ExecutionNotFound | ExecutionAlreadyEnded;
+export type CoreError = StartError | RunError | ExecutionNotFound | ExecutionAlreadyEnded | AuthError;
 
 export function toConnectError(e: CoreError): ConnectError {
   switch (e._tag) {
@@ -29,7 +30,7 @@ export function toConnectError(e: CoreError): ConnectError {
         code: Code.ResourceExhausted,
         message: e.message,
         reason: "RATE_LIMITED",
-        metadata: { key: e.key, limit: String(e.limit), retry_after_ms: String(e.retryAfterMs) },
+        metadata: { scope: e.scope, key: e.key, limit: String(e.limit), retry_after_ms: String(e.retryAfterMs) },
         retryDelayMs: e.retryAfterMs,
       });
       // IETF draft RateLimit header fields, in seconds.
@@ -39,6 +40,11 @@ export function toConnectError(e: CoreError): ConnectError {
       err.metadata.set("retry-after", String(Math.ceil(e.retryAfterMs / 1000)));
       return err;
     }
+    case "RateLimiterUnavailable":
+      // Refused because the limits could not be checked (fail closed), not because they were
+      // reached: UNAVAILABLE says "retry later" without claiming the caller used its quota.
+      // The cause stays in the server log and the audit event.
+      return rpcError({ code: Code.Unavailable, message: e.message, reason: "RATE_LIMITER_UNAVAILABLE", retryDelayMs: 1000 });
     case "RequestIdReused":
       return rpcError({ code: Code.AlreadyExists, message: e.message, reason: "REQUEST_ID_REUSED", metadata: { request_id: e.requestId, execution_id: e.executionId } });
     case "StoreError":
@@ -58,6 +64,14 @@ export function toConnectError(e: CoreError): ConnectError {
       return rpcError({ code: Code.DeadlineExceeded, message: e.message, reason: "EXECUTION_TIMED_OUT", metadata: { execution_id: e.executionId } });
     case "Interrupted":
       return rpcError({ code: Code.Unavailable, message: e.message, reason: "EXECUTION_INTERRUPTED", metadata: { execution_id: e.executionId } });
+    case "Unauthenticated": {
+      // The public message only; the detail (unknown key, revoked, bad signature…) is audited.
+      const err = rpcError({ code: Code.Unauthenticated, message: e.message, reason: "UNAUTHENTICATED" });
+      err.metadata.set("www-authenticate", `Bearer realm="orchestrator"`);
+      return err;
+    }
+    case "AuthUnavailable":
+      return rpcError({ code: Code.Unavailable, message: e.message, reason: "AUTH_UNAVAILABLE" });
   }
 }
 

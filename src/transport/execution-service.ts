@@ -1,8 +1,7 @@
 /**
  * ExecutionService handlers: proto → command, call the core, domain → proto. No rule lives here.
  */
-import { randomBytes } from "node:crypto";
-import { Effect, Exit, Stream, type Cause, type ManagedRuntime } from "effect";
+import { Effect, Exit, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { Orchestrator } from "../core/Orchestrator.js";
@@ -25,6 +24,7 @@ import {
   Violations,
 } from "./convert.js";
 import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
+import { inRpcSpan, rpcParentSpan, rpcSpanOf } from "./tracing-interceptor.js";
 
 /**
  * The runtime handlers run on. Its Layer's own errors (opening the store) can only happen while
@@ -32,13 +32,13 @@ import { causeToConnectError, toConnectError, type CoreError } from "./error-map
  */
 export type OrchestratorRuntime = ManagedRuntime.ManagedRuntime<Orchestrator, unknown>;
 
-/** Runs a core effect for one RPC; the call's abort signal interrupts it. */
+/** Runs a core effect for one RPC, under its span; the call's abort signal interrupts it. */
 export async function runRpc<A>(
   runtime: OrchestratorRuntime,
   ctx: HandlerContext,
   effect: Effect.Effect<A, CoreError, Orchestrator>,
 ): Promise<A> {
-  const exit = await runtime.runPromiseExit(effect, { signal: ctx.signal });
+  const exit = await runtime.runPromiseExit(inRpcSpan(ctx.values, effect), { signal: ctx.signal });
   if (Exit.isSuccess(exit)) return exit.value;
   throw causeToConnectError(exit.cause as Cause.Cause<CoreError>);
 }
@@ -57,7 +57,8 @@ export function executionService(runtime: OrchestratorRuntime) {
   return {
     async *execute(req, ctx): AsyncGenerator<ExecuteResponse> {
       const principal = principalOf(ctx);
-      const { cmd, violations } = executeCommandFromPb(req, principal, traceIdOf(ctx.requestHeader));
+      // The execution's trace id is its RPC's; without the tracing interceptor, the core's own.
+      const { cmd, violations } = executeCommandFromPb(req, principal, rpcSpanOf(ctx)?.traceId);
       if (violations.length > 0) throw toConnectError(new InvalidInput({ violations }));
       const events: Stream.Stream<ExecuteResponse, ConnectError, Orchestrator> = Stream.unwrap(
         Effect.map(Orchestrator, (o) => o.executeStream(cmd, { detach: req.detach, cancelReason: () => abortReason(ctx.signal) })),
@@ -75,7 +76,8 @@ export function executionService(runtime: OrchestratorRuntime) {
         ),
       );
       const rt = await runtime.runtime();
-      yield* Stream.toAsyncIterableRuntime(events, rt);
+      const parent = rpcParentSpan(ctx.values);
+      yield* Stream.toAsyncIterableRuntime(parent === undefined ? events : Stream.provideService(events, Tracer.ParentSpan, parent), rt);
     },
 
     async getExecution(req, ctx) {
@@ -137,16 +139,6 @@ export function executionService(runtime: OrchestratorRuntime) {
       );
     },
   } satisfies ServiceImpl<typeof ExecutionService>;
-}
-
-/**
- * The W3C trace id of the caller's `traceparent`, or a new one. (The tracing interceptor of
- * issue #4 will own this; until then the execution still gets the id the contract promises.)
- */
-export function traceIdOf(headers: Headers): string {
-  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(headers.get("traceparent")?.trim() ?? "");
-  if (m !== null && m[1] !== "0".repeat(32)) return m[1]!;
-  return randomBytes(16).toString("hex");
 }
 
 const invalidField = (field: string, description: string) =>

@@ -10,7 +10,15 @@
  */
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
-import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextKey,
+  createContextValues,
+  type ConnectRouter,
+  type ConnectRouterOptions,
+} from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -52,8 +60,22 @@ export interface RpcHandlerOptions {
   readonly interceptors?: ConnectRouterOptions["interceptors"];
   /** Called once per finished RPC, after its log line (the server counts in-flight calls with it). */
   readonly onStart?: () => void;
-  readonly onFinish?: () => void;
+  readonly onFinish?: (rpc: FinishedRpc) => void;
 }
+
+/** One finished RPC as the caller saw it (for the rpc.server.duration histogram). */
+export interface FinishedRpc {
+  readonly protocol: Protocol;
+  /** Undefined for a path that names no method. */
+  readonly service: string | undefined;
+  readonly method: string | undefined;
+  /** Undefined = OK. */
+  readonly code: Code | undefined;
+  readonly durationMs: number;
+}
+
+/** The caller's address (the TCP peer), in every call's context values. */
+export const peerKey = createContextKey<string | undefined>(undefined, { description: "peer address" });
 
 export function protocolOf(contentType: string | undefined): Protocol {
   if (contentType?.startsWith("application/grpc-web") === true) return "grpc_web";
@@ -83,6 +105,7 @@ export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest,
     const finish = (outcome: RpcOutcome) => {
       if (logged) return;
       logged = true;
+      const durationMs = performance.now() - started;
       const code = outcome.code === undefined ? "ok" : codeToString(outcome.code);
       const serverFault = outcome.code === Code.Internal || outcome.code === Code.Unknown || outcome.code === Code.DataLoss;
       logger.log(serverFault ? "error" : "info", "rpc", {
@@ -90,11 +113,11 @@ export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest,
         protocol,
         http: req.httpVersion,
         code,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+        duration_ms: Math.round(durationMs * 1000) / 1000,
         peer: req.socket?.remoteAddress,
         ...(outcome.message === undefined ? {} : { error: outcome.message }),
       });
-      options.onFinish?.();
+      options.onFinish?.({ protocol, service: uHandler?.service.typeName, method: uHandler?.method.name, code: outcome.code, durationMs });
     };
 
     const uHandler = paths.get(path);
@@ -104,7 +127,7 @@ export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest,
       finish({ code: err.code, message: err.rawMessage });
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(peerKey, req.socket?.remoteAddress));
     uHandler(uReq)
       .then((uRes) => universalResponseToNodeResponse(observe(logger, protocol, uHandler, uRes, finish), res))
       .catch((reason: unknown) => {

@@ -17,7 +17,7 @@ import { setMaxListeners } from "node:events";
 import { readFile } from "node:fs/promises";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../log.js";
-import { createRpcHandler } from "./rpc-handler.js";
+import { createRpcHandler, type FinishedRpc } from "./rpc-handler.js";
 import type { HealthStatuses } from "./health.js";
 
 export interface ServerOptions {
@@ -31,6 +31,8 @@ export interface ServerOptions {
   readonly routes: (router: ConnectRouter) => void;
   /** Outermost first. */
   readonly interceptors?: ReadonlyArray<Interceptor>;
+  /** Called once per finished RPC, whatever its protocol and however it ended (metrics). */
+  readonly onRpcFinished?: (rpc: FinishedRpc) => void;
 }
 
 export interface RunningServer {
@@ -61,7 +63,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     shutdownSignal: cutoff.signal,
     interceptors: [...(options.interceptors ?? [])],
     onStart: () => void inFlight++,
-    onFinish: () => {
+    onFinish: (rpc) => {
+      options.onRpcFinished?.(rpc);
       inFlight--;
       if (inFlight === 0) idle?.();
     },

@@ -364,7 +364,7 @@ describe("refusals", () => {
           expect(e).toMatchObject({ _tag: "PermissionDenied", permission: "execute:test.count", subject: "vera" });
           expect(yield* Ref.get(probe.runs)).toBe(0);
           const limiter = yield* RateLimiter;
-          expect(limiter.size()).toBe(0);
+          expect(yield* limiter.size).toBe(0);
           const audit = yield* AuditLogger;
           const events = yield* audit.read(0, 100);
           expect(events.map((x) => x.type)).toEqual(["AUTH_DENIED"]);

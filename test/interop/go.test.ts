@@ -4,7 +4,8 @@
  * go/gen (git-ignored); managed mode supplies go_package, so the .proto files carry no Go option.
  * go/main.go makes the calls and prints a JSON summary. Its modules are pinned in go.mod/go.sum
  * and were downloaded (and compiled) by .ci/setup, so this test does not touch the network.
- * The server runs with --demo-operations and no tokens file, so every caller is the local admin.
+ * The server runs with --demo-operations and --auth none (the test
+ * helper's default), so every caller is the local admin.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

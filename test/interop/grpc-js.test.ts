@@ -2,8 +2,8 @@
  * @grpc/grpc-js with @grpc/proto-loader (the stack most Node gRPC callers use, unrelated to
  * connect-es) against a real server process. The schemas are loaded at run time from proto/
  * and from grpc-health-check's health.proto, so the caller shares nothing with the server but
- * the .proto files. The server runs with --demo-operations (demo.echo, demo.flaky) and no
- * tokens file, so every caller is the local admin.
+ * the .proto files. The server runs with --demo-operations (demo.echo, demo.flaky) and
+ * --auth none (the test helper's default), so every caller is the local admin.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -2,8 +2,9 @@
  * grpcurl (.tools/bin, from .ci/setup) against a real server process, through server
  * reflection only: no -proto or -protoset flag anywhere, so every schema it uses (including
  * google.rpc.ErrorInfo and BadRequest to print error details) comes from the server. The server
- * runs with --demo-operations (demo.echo, demo.flaky) and no tokens file, so every caller is the
- * local admin.
+ * runs with --demo-operations (demo.echo, demo.flaky) and --auth none (the test helper's
+ * default), so every caller is the local admin; a second server requires API keys, and grpcurl
+ * sends its first-run key with -H.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnServer, type ServerProcess } from "../support/server.js";
@@ -200,5 +201,31 @@ describe("grpcurl via reflection", () => {
     expect(result.code).toBeLessThan(64);
     expect(result.stderr).toContain("error getting request data");
     expect(result.stderr).toContain("no known field named nope");
+  });
+});
+
+describe("grpcurl with an API key", () => {
+  let secured: ServerProcess;
+  let key: string;
+  beforeAll(async () => {
+    secured = await spawnServer(["--demo-operations", "--auth", "api-keys"]);
+    key = /ork_[a-z0-9]{12}_[A-Za-z0-9]{43}/.exec(secured.stderr())![0];
+  });
+  afterAll(async () => {
+    await stopServer(secured);
+  });
+  const call = (flags: ReadonlyArray<string>, ...rest: ReadonlyArray<string>) =>
+    run(grpcurlPath, ["-plaintext", "-max-time", "20", ...flags, secured.address, ...rest], { timeoutMs: 30_000 });
+
+  it("runs Execute with the first-run key in -H; without it: UNAUTHENTICATED with ErrorInfo; reflection stays open", async () => {
+    const ok = await call(["-H", `authorization: Bearer ${key}`, "-d", '{"operation":"demo.echo","input":{"message":"key"}}'], "orchestrator.v1.ExecutionService/Execute");
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(jsonMessages(ok.stdout).map((m) => eventOf(m).kind).at(-1)).toBe("succeeded");
+    const refused = await call(["-format-error", "-d", '{"operation":"demo.echo","input":{"message":"nokey"}}'], "orchestrator.v1.ExecutionService/Execute");
+    expect(refused.code, refused.stdout + refused.stderr).toBe(exitFor(16));
+    const status = JSON.parse(refused.stderr) as JsonStatus;
+    expect(status.message).toMatch(/^no credentials/);
+    expect(status.details).toContainEqual(expect.objectContaining({ reason: "UNAUTHENTICATED", domain: "orchestrator.v1" }));
+    expect((await call([], "list")).code).toBe(0);
   });
 });

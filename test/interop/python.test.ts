@@ -3,7 +3,8 @@
  * generated at test time with grpc_tools.protoc from proto/ and from google-proto-files'
  * google/rpc (to decode grpc-status-details-bin), into a temporary directory; health comes from
  * grpcio-health-checking. python/client.py makes the calls and prints a JSON summary. The server
- * runs with --demo-operations and no tokens file, so every caller is the local admin.
+ * runs with --demo-operations and --auth none (the test
+ * helper's default), so every caller is the local admin.
  */
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

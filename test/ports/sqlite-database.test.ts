@@ -59,14 +59,17 @@ describe("SQLite database", () => {
       });
       for (let i = 0; i < 3; i++) {
         const rows = yield* migrations.pipe(Effect.provide(SqliteDatabase.layer(dir)));
-        expect(rows).toStrictEqual([{ migration_id: 1, name: "executions_and_audit" }]);
+        expect(rows).toStrictEqual([
+          { migration_id: 1, name: "executions_and_audit" },
+          { migration_id: 2, name: "api_keys" },
+        ]);
       }
       const tables = yield* Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient;
         return yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`;
       }).pipe(Effect.provide(SqliteDatabase.layer(dir)));
       expect(tables.map((t) => t.name)).toEqual(
-        expect.arrayContaining(["audit_events", "execution_attempts", "executions", "effect_sql_migrations"]),
+        expect.arrayContaining(["api_keys", "audit_events", "execution_attempts", "executions", "effect_sql_migrations"]),
       );
     }),
   );

@@ -3,7 +3,7 @@
  * cancellation (CancelExecution, client cancel, deadline), idempotency, validation, auth,
  * exact limits under concurrency, and restart recovery with the server process really restarted.
  */
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,27 +21,17 @@ import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../../gen/go
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ExecuteRequestSchema } from "../../gen/orchestrator/v1/execution_service_pb.js";
 import { spawnServer, startTestServer, type TestServer } from "../support/server.js";
+import { createKey } from "../support/auth.js";
 
-const tokens = {
-  admin: "admin-token-0123456789",
-  viewer: "viewer-token-0123456789",
-  other: "other-tenant-token-0123456789",
-};
-const tokensFile = join(mkdtempSync(join(tmpdir(), "orchestrator-tokens-")), "tokens.json");
-writeFileSync(
-  tokensFile,
-  JSON.stringify({
-    tokens: [
-      { token: tokens.admin, subject: "alice", tenant: "acme", roles: ["admin"] },
-      { token: tokens.viewer, subject: "vera", tenant: "acme", roles: ["viewer"] },
-      { token: tokens.other, subject: "olga", tenant: "globex", roles: ["admin"] },
-    ],
-  }),
-);
+/** Real API keys, created in the server's store before the tests run. */
+const tokens = { admin: "", viewer: "", other: "" };
 
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer({ args: ["--tokens-file", tokensFile, "--operation-rate-limit", "10/1h"] });
+  server = await startTestServer({ args: ["--auth", "api-keys", "--operation-rate-limit", "10/1h"] });
+  tokens.admin = await createKey(server, { subject: "alice", tenant: "acme", roles: ["admin"] });
+  tokens.viewer = await createKey(server, { subject: "vera", tenant: "acme", roles: ["viewer"] });
+  tokens.other = await createKey(server, { subject: "olga", tenant: "globex", roles: ["admin"] });
 });
 afterAll(() => server.shutdown());
 
@@ -315,11 +305,9 @@ describe("refusals", () => {
 describe("rate limit", () => {
   it("200 parallel Executes for one principal against 10 per window: exactly 10 admitted, the rest RESOURCE_EXHAUSTED with RetryInfo", async () => {
     // A principal of its own, so earlier tests' executions do not count.
-    const file = join(mkdtempSync(join(tmpdir(), "orchestrator-tokens-")), "tokens.json");
-    writeFileSync(file, JSON.stringify({ tokens: [{ token: "burst-token-0123456789", subject: "burst", roles: ["operator"] }] }));
-    const s = await startTestServer({ args: ["--tokens-file", file, "--operation-rate-limit", "10/1h"] });
+    const s = await startTestServer({ args: ["--auth", "api-keys", "--operation-rate-limit", "10/1h"] });
     try {
-      const client = clientFor("burst-token-0123456789", s.baseUrl);
+      const client = clientFor(await createKey(s, { subject: "burst", roles: ["operator"] }), s.baseUrl);
       const results = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => collect(client, { operation: "demo.echo", input: { message: `b${i}` } })));
       const ok = results.filter((r) => r.status === "fulfilled");
       const refused = results.flatMap((r) => (r.status === "rejected" ? [ConnectError.from(r.reason)] : []));

@@ -91,6 +91,22 @@ export const migrations = SqliteMigrator.fromRecord({
       )`;
     yield* sql`CREATE INDEX audit_events_by_execution ON audit_events (execution_id, sequence)`;
   }),
+  "2_api_keys": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient;
+    // hash: hex SHA-256 of the whole key (never the key); roles: a JSON array of strings.
+    yield* sql`
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY NOT NULL,
+        hash TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        create_time INTEGER NOT NULL,
+        revoke_time INTEGER,
+        last_used_time INTEGER
+      )`;
+  }),
 });
 
 /**

@@ -1,6 +1,6 @@
 // Interop client for the Orchestrator server, written with grpc-go and stubs generated from
 // proto/ at test time (see buf.gen.yaml). Run by test/interop/go.test.ts against a server started
-// with --demo-operations and no tokens file (every caller is the local admin):
+// with --demo-operations and --auth none (every caller is the local admin):
 //
 //	go run . 127.0.0.1:PORT
 //

@@ -9,7 +9,7 @@ proto/ (orchestrator/v1/*) and from node_modules/google-proto-files (google/rpc/
 error_details.proto, to decode grpc-status-details-bin). Health comes from grpcio-health-checking
 (grpc_health.v1); nothing generated is named `grpc`, so grpcio is never shadowed.
 
-The server runs with --demo-operations and no tokens file (every caller is the local admin). The
+The server runs with --demo-operations and --auth none (every caller is the local admin). The
 client streams Execute of demo.echo, reads the execution back with GetExecution, and decodes the
 google.rpc.ErrorInfo / BadRequest details of the errors (unknown execution, bad input, and a
 ScheduleService RPC that has not landed yet).
