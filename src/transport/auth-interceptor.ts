@@ -14,7 +14,7 @@
  * Health and reflection stay open unless `--protect-health`.
  */
 import { inRpcSpan } from "./tracing-interceptor.js";
-import { type Cause, Effect, Exit, type ManagedRuntime } from "effect";
+import { type Cause, Clock, Effect, Exit, type ManagedRuntime } from "effect";
 import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Principal } from "../core/model.js";
 import { AuditLogger } from "../ports/AuditLogger.js";
@@ -44,25 +44,60 @@ export interface AuthRequest {
   readonly peer: string | undefined;
 }
 
-/** headers → principal; a refusal is audited before it is returned. */
-export const authenticateRequest = (req: AuthRequest) =>
+/**
+ * Refusals are audited, but an unauthenticated caller must not be able to fill the audit log
+ * (nothing is counted against anyone before authentication, so no rate limit stops it). This
+ * keeps at most `perWindow` AUTH_DENIED rows per peer address per window; the rest are counted
+ * in one warning per window instead. State is per window and per peer, so memory stays bounded
+ * by the peers seen within one window.
+ */
+export function deniedAuditSampler(perWindow = 20, windowMs = 1_000) {
+  let windowStart = -Infinity;
+  let counts = new Map<string, number>();
+  let suppressed = 0;
+  return (peer: string) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      let report = Effect.void;
+      if (now - windowStart >= windowMs) {
+        if (suppressed > 0) {
+          report = Effect.logWarning(`suppressed ${suppressed} AUTH_DENIED audit rows over the per-peer limit`);
+        }
+        windowStart = now;
+        counts = new Map();
+        suppressed = 0;
+      }
+      const n = (counts.get(peer) ?? 0) + 1;
+      counts.set(peer, n);
+      if (n > perWindow) suppressed++;
+      return Effect.as(report, n <= perWindow);
+    });
+}
+
+const auditAll = (_peer: string) => Effect.succeed(true);
+
+/** headers → principal; a refusal is audited (sampled per peer) before it is returned. */
+export const authenticateRequest = (req: AuthRequest, shouldAudit: (peer: string) => Effect.Effect<boolean> = auditAll) =>
   Effect.gen(function* () {
     const validator = yield* AuthValidator;
     return yield* validator.authenticate(req.headers).pipe(
       Effect.tapError((e) =>
-        Effect.flatMap(AuditLogger, (audit) =>
-          audit.log({
-            type: "AUTH_DENIED",
-            decision: "DENY",
-            reason: e.detail,
-            details: {
-              method: req.method,
-              peer: req.peer ?? "",
-              credential: e.credential,
-              error: e._tag === "Unauthenticated" ? e.kind : "UNAVAILABLE",
-              ...(e._tag === "Unauthenticated" && e.credentialId !== undefined ? { credential_id: e.credentialId } : {}),
-            },
-          }),
+        Effect.flatMap(shouldAudit(req.peer ?? ""), (keep) =>
+          !keep
+            ? Effect.void
+            : Effect.flatMap(AuditLogger, (audit) =>
+                audit.log({
+                  type: "AUTH_DENIED",
+                  decision: "DENY",
+                  reason: e.detail,
+                  details: {
+                    method: req.method,
+                    peer: req.peer ?? "",
+                    credential: e.credential,
+                    error: e._tag === "Unauthenticated" ? e.kind : "UNAVAILABLE",
+                    ...(e._tag === "Unauthenticated" && e.credentialId !== undefined ? { credential_id: e.credentialId } : {}),
+                  },
+                }),
+              ),
         ),
       ),
       Effect.tap((p) => Effect.logDebug("authenticated").pipe(Effect.annotateLogs({ method: req.method, subject: p.subject, tenant: p.tenant }))),
@@ -79,13 +114,14 @@ export interface AuthInterceptorOptions {
 
 export function authInterceptor(runtime: AuthRuntime, options: AuthInterceptorOptions = {}): Interceptor {
   const open = options.protectHealth === true ? new Set<string>() : openServices;
+  const sampler = deniedAuditSampler();
   return (next) => async (req) => {
     if (open.has(req.service.typeName)) return next(req);
     const exit = await runtime.runPromiseExit(
       // A child of the RPC span, not a trace of its own.
       inRpcSpan(
         req.contextValues,
-        authenticateRequest({ method: `/${req.service.typeName}/${req.method.name}`, headers: req.header, peer: req.contextValues.get(peerKey) }),
+        authenticateRequest({ method: `/${req.service.typeName}/${req.method.name}`, headers: req.header, peer: req.contextValues.get(peerKey) }, sampler),
       ),
       { signal: req.signal },
     );
