@@ -12,6 +12,8 @@ import type { FailureMode, RateLimit } from "./ports/RateLimiter.js";
 import { LimitsFileError, noLimits, parseLimits, type Limits } from "./core/limits.js";
 import { parseAllowlistEntry } from "./operations/host-policy.js";
 import { telemetryConfigFromEnv, type TelemetryConfig } from "./telemetry/config.js";
+import { Either } from "effect";
+import { readPolicyFile } from "./policy/file.js";
 
 export interface ServerConfig {
   readonly host: string;
@@ -33,7 +35,7 @@ export interface ServerConfig {
   readonly operationRateLimit: RateLimit | undefined;
   /** --limits-file: request, operation, tenant, model, interval and in-flight limits (src/core/limits.ts). */
   readonly limits: Limits;
-  /** Rate-limit state in Redis (shared by several instances); undefined = in memory. */
+  /** Rate-limit state and token budgets in Redis (shared by several instances); undefined = in memory. */
   readonly redisUrl: string | undefined;
   /** When Redis cannot be reached: refuse ("deny", fail closed) or admit ("allow", fail open). */
   readonly rateLimitOnError: FailureMode;
@@ -45,6 +47,8 @@ export interface ServerConfig {
   readonly roles: RoleTable;
   /** Tracing (OTEL_* variables) and the metrics endpoint (src/telemetry/config.ts). */
   readonly telemetry: TelemetryConfig;
+  /** --policy-file: rules, budgets, model limits (YAML or JSON), watched; undefined = allow all, no budgets. */
+  readonly policyFile: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -75,8 +79,8 @@ export const settings = {
   httpAllowPrivate: { flag: "http-allow-private-networks", env: "ORCHESTRATOR_HTTP_ALLOW_PRIVATE_NETWORKS", default: "false", boolean: true, help: "let allowlisted names resolve to loopback/private addresses" },
   operationRateLimit: { flag: "operation-rate-limit", env: "ORCHESTRATOR_OPERATION_RATE_LIMIT", default: "", help: "executions per principal and operation, as N/duration (e.g. 100/1m); empty = none" },
   limitsFile: { flag: "limits-file", env: "ORCHESTRATOR_LIMITS_FILE", default: undefined, help: "JSON file of rate limits: request, operation, tenant, models, minInterval, maxInFlight, overrides, shadow (see README, Limits)" },
-  redisUrl: { flag: "redis-url", env: "ORCHESTRATOR_REDIS_URL", default: undefined, help: "keep rate-limit state in Redis (redis://host:port[/db]), shared by several instances; unset = in memory" },
-  rateLimitOnError: { flag: "rate-limit-on-error", env: "ORCHESTRATOR_RATE_LIMIT_ON_ERROR", default: "deny", help: "when Redis cannot be reached: deny (refuse, UNAVAILABLE) or allow; both audited" },
+  redisUrl: { flag: "redis-url", env: "ORCHESTRATOR_REDIS_URL", default: undefined, help: "keep rate-limit state and token budgets in Redis (redis://host:port[/db]), shared by several instances; unset = in memory" },
+  rateLimitOnError: { flag: "rate-limit-on-error", env: "ORCHESTRATOR_RATE_LIMIT_ON_ERROR", default: "deny", help: "when Redis cannot be reached: deny (refuse, UNAVAILABLE) or allow (rate limits: admitted, audited as degraded; token budgets: admitted unreserved)" },
   retention: { flag: "retention", env: "ORCHESTRATOR_RETENTION", default: "7d", help: "how long ended executions are kept (e.g. 12h, 30d)" },
   auth: { flag: "auth", env: "ORCHESTRATOR_AUTH", default: undefined, help: "api-keys | jwt | jwt+api-keys | none (default: jwt+api-keys when a JWT key is set, else api-keys; none: every caller is admin, loopback only)" },
   jwtHs256SecretFile: { flag: "jwt-hs256-secret-file", env: "ORCHESTRATOR_JWT_HS256_SECRET_FILE", default: undefined, help: "file holding the shared HS256 secret (at least 32 bytes)" },
@@ -89,6 +93,7 @@ export const settings = {
   jwtRolesClaim: { flag: "jwt-roles-claim", env: "ORCHESTRATOR_JWT_ROLES_CLAIM", default: "roles", help: "claim (or dotted path) holding the roles (list, or space-separated string)" },
   rolesFile: { flag: "roles-file", env: "ORCHESTRATOR_ROLES_FILE", default: undefined, help: "JSON file of roles, their permissions and what they inherit (default: admin > operator > viewer)" },
   protectHealth: { flag: "protect-health", env: "ORCHESTRATOR_PROTECT_HEALTH", default: "false", boolean: true, help: "require credentials for health and reflection too" },
+  policyFile: { flag: "policy-file", env: "ORCHESTRATOR_POLICY_FILE", default: undefined, help: "YAML (.yaml/.yml) or JSON (.json) policy: rules with CEL conditions, token budgets, model limits; watched and reloaded (see README, Policy)" },
   metricsPort: { flag: "metrics-port", env: "ORCHESTRATOR_METRICS_PORT", default: undefined, help: "serve Prometheus metrics at /metrics on this port of --host (e.g. 9464; 0 picks a free port); empty = off" },
 } satisfies Record<string, Setting>;
 
@@ -216,6 +221,13 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
   }
   const telemetry = telemetryConfigFromEnv(env, metricsPort);
   if ("problem" in telemetry) throw new ConfigError(telemetry.problem);
+  const policyFile = get(settings.policyFile);
+  if (policyFile !== undefined) {
+    // Checked here so that a bad policy stops the server before anything starts; the server
+    // loads it again (and watches it) when it starts.
+    const policy = readPolicyFile(resolve(policyFile));
+    if (Either.isLeft(policy)) throw new ConfigError(`${where(settings.policyFile)}: ${policy.left.message}`);
+  }
   return {
     host,
     port,
@@ -235,6 +247,7 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
     auth,
     roles: loadRoles(get(settings.rolesFile), where(settings.rolesFile)),
     telemetry: telemetry.config,
+    policyFile: policyFile === undefined ? undefined : resolve(policyFile),
   };
 }
 

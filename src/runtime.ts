@@ -9,9 +9,12 @@ import { Orchestrator } from "./core/Orchestrator.js";
 import { OrchestratorConfig } from "./core/OrchestratorConfig.js";
 import { OperationRegistry } from "./core/operation.js";
 import { builtinOperations } from "./operations/index.js";
-import { PolicyService } from "./ports/PolicyService.js";
+import { policyLayer } from "./policy/PolicyServiceLive.js";
+import { PolicyReader } from "./policy/PolicyReader.js";
 import { RateLimiterMemory } from "./ports/RateLimiter.js";
 import { RateLimiterRedis } from "./ports/redis/RateLimiterRedis.js";
+import { TokenLedgerMemory } from "./ports/memory/TokenLedgerMemory.js";
+import { TokenLedgerRedis } from "./ports/redis/TokenLedgerRedis.js";
 import { SqliteDatabase } from "./ports/sqlite/SqliteDatabase.js";
 import { ExecutionStoreSqlite } from "./ports/sqlite/ExecutionStoreSqlite.js";
 import { AuditLoggerSqlite } from "./ports/sqlite/AuditLoggerSqlite.js";
@@ -48,6 +51,9 @@ function makeJsonLoggerLayer(logger: JsonLogger): Layer.Layer<never> {
 
 export function appLayer(config: ServerConfig, logger: JsonLogger) {
   const database = SqliteDatabase.layer(config.dataDir);
+  // Token budgets and model limits: in the same store as the rate limits (memory, or Redis).
+  const tokenLedger =
+    config.redisUrl === undefined ? TokenLedgerMemory : TokenLedgerRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError });
   const deps = Layer.mergeAll(
     OrchestratorConfig.layer({ operationRateLimit: config.operationRateLimit, limits: config.limits, retentionMs: config.retentionMs, roles: config.roles }),
     OperationRegistry.layer(
@@ -57,13 +63,16 @@ export function appLayer(config: ServerConfig, logger: JsonLogger) {
       }),
     ),
     Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite).pipe(Layer.provide(database)),
-    PolicyService.allowAll,
     // Rate-limit state: this process's memory, or Redis when several instances share limits.
     config.redisUrl === undefined ? RateLimiterMemory : RateLimiterRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError }),
+    tokenLedger,
   );
+  // Policy: the rules of --policy-file (none: allow all, no budgets), watched and reloaded; budgets
+  // through the ledger. A bad policy file fails the Layer: the server does not start.
+  const policy = PolicyReader.Default.pipe(Layer.provideMerge(policyLayer({ file: config.policyFile })), Layer.provideMerge(deps));
   // The ports stay visible on the runtime: the auth interceptor, first-run key and tests use them.
   return Layer.merge(Orchestrator.Default, authValidatorLayer(config.auth)).pipe(
-    Layer.provideMerge(deps),
+    Layer.provideMerge(policy),
     Layer.provide(jsonLoggerLayer(logger)),
   );
 }

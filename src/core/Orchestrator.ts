@@ -33,6 +33,7 @@ import { enforceLimits, executionLimits } from "./limits.js";
 import * as CoreMetrics from "./metrics.js";
 import {
   AttemptFailed,
+  BudgetExhausted,
   Cancelled,
   DeadlineExceeded,
   ExecutionAlreadyEnded,
@@ -124,6 +125,8 @@ interface Live {
   lastCause: unknown;
   readonly usage: Map<number, TokenUsage>;
   readonly policy: PolicyContext;
+  /** Completed when a token budget cannot take the run's reported usage: the run stops. */
+  readonly budgetStop: Deferred.Deferred<BudgetExhausted>;
 }
 
 const labelKey = /^[a-z][a-z0-9_.\-/]{0,62}$/;
@@ -329,7 +332,13 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
                 Effect.annotateLogs({ execution_id: r0.executionId, operation: r0.operation, attempt, ...fields }),
               ),
             progress: (message, data) => emit(l, { _tag: "Progress", message, ...(data === undefined ? {} : { data }) }),
-            reportUsage: (usage) => Effect.sync(() => void l.usage.set(attempt, usage)),
+            // Policy hears the run's total so far; a budget that cannot take it stops the run here
+            // (runExecution interrupts the attempt, whose finalizers run, and ends it FAILED).
+            reportUsage: (usage) =>
+              Effect.suspend(() => {
+                l.usage.set(attempt, usage);
+                return policy.usage(l.policy, totalUsage(l)?.totalTokens ?? 0);
+              }).pipe(Effect.catchAll((e) => Deferred.succeed(l.budgetStop, e).pipe(Effect.zipRight(Effect.interruptible(Effect.never))))),
           };
           const run = op.run(input, ctx);
           const exit = yield* Effect.exit(
@@ -382,9 +391,17 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
 
     /** The fiber of one execution, from RUNNING to its end. */
     const runExecution = (l: Live, op: Operation, input: unknown) =>
-      runAttempts(l, op, input).pipe(
-        Effect.timeoutOption(Duration.millis(l.record.timeoutMs)),
-        Effect.flatMap((outcome) => {
+      Effect.raceFirst(
+        runAttempts(l, op, input).pipe(
+          Effect.timeoutOption(Duration.millis(l.record.timeoutMs)),
+          Effect.map((outcome) => ({ _tag: "Ran" as const, outcome })),
+        ),
+        // The race interrupts the attempt (and waits for its finalizers) when a budget stops the run.
+        Effect.map(Deferred.await(l.budgetStop), (budget) => ({ _tag: "BudgetStopped" as const, budget })),
+      ).pipe(
+        Effect.flatMap((ran) => {
+          if (ran._tag === "BudgetStopped") return stopForBudget(l, ran.budget);
+          const outcome = ran.outcome;
           if (Option.isNone(outcome)) {
             return finish(l, "TIMED_OUT", {
               error: { type: "TIMEOUT", message: `the execution exceeded its timeout of ${l.record.timeoutMs} ms`, retryable: false },
@@ -401,6 +418,23 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
             : finish(l, "INTERRUPTED", { error: interruptedDetail(shuttingDown ? "the server shut down while this execution was running" : "the execution was interrupted") }),
         ),
       );
+
+    /** The run's usage exceeded a token budget: its attempt failed (not retryable), and so did the run. */
+    const stopForBudget = (l: Live, e: BudgetExhausted) =>
+      Effect.gen(function* () {
+        const error: ErrorDetail = {
+          type: "TOKEN_BUDGET_EXHAUSTED",
+          message: `stopped: token budget ${e.budget} exhausted mid-run: ${e.remaining} of ${e.limit} left, ${e.requested} more used`,
+          retryable: false,
+          details: { budget: e.budget, limit: e.limit, remaining: e.remaining, requested: e.requested, retry_after_ms: e.retryAfterMs },
+        };
+        const attempt = l.record.attempts.at(-1)?.number ?? 0;
+        const now = yield* Clock.currentTimeMillis;
+        yield* save(l, { attempts: setAttempt(l, attempt, { endTime: now, error }) });
+        yield* emit(l, { _tag: "AttemptFailed", attempt, error, willRetry: false });
+        yield* auditExecution(l, { type: "EXECUTION_ATTEMPT_FAILED", details: { attempt, error_type: error.type, error: error.message, retryable: false } });
+        yield* finish(l, "FAILED", { error }, e);
+      });
 
     /** Accepted (a snapshot), then every later event, ending with the terminal one. */
     const follow = (l: Live, deduplicated: boolean): Effect.Effect<Stream.Stream<ExecutionEvent>, never, Scope.Scope> =>
@@ -469,13 +503,30 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         ...(estimatedTokens === undefined ? {} : { estimatedTokens }),
       };
       const decision = yield* policy.check(policyContext).pipe(
-        Effect.tapError((denied) =>
-          audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "DENY", reason: denied.reason, details: { rule: denied.rule } }),
+        // One POLICY_EVALUATED row per decision: the rule (and policy version) or the budget that refused.
+        Effect.tapError((e) =>
+          audit.log({
+            type: "POLICY_EVALUATED",
+            principal: cmd.principal,
+            operation: op.name,
+            decision: "DENY",
+            reason: e._tag === "PolicyDenied" ? e.reason : e.message,
+            details:
+              e._tag === "PolicyDenied"
+                ? { rule: e.rule, ...(e.policyVersion === undefined ? {} : { policy_version: e.policyVersion }) }
+                : e._tag === "BudgetExhausted"
+                  ? { budget: e.budget, limit: e.limit, remaining: e.remaining, requested: e.requested }
+                  : { error: e.error },
+          }),
         ),
-        Effect.tapError((denied) => CoreMetrics.policyDenied(op.name, denied.rule)),
+        Effect.tapError((e) => CoreMetrics.policyDenied(op.name, e._tag === "PolicyDenied" ? e.rule : e._tag === "BudgetExhausted" ? "budget" : "ledger_unavailable")),
         Effect.withSpan("Orchestrator.policy"),
       );
       yield* audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "ALLOW", details: { rule: decision.rule, policy_version: decision.policyVersion } });
+      // The check reserved tokens; the run's end settles them. Until the run is forked, a later
+      // refusal (rate limit, store) or a duplicate gives them back: NOT_STARTED, 0 tokens used.
+      let runForked = false;
+      yield* Effect.addFinalizer(() => (runForked ? Effect.void : policy.record(policyContext, "NOT_STARTED", { inputTokens: 0, outputTokens: 0, totalTokens: 0 })));
 
       // Operation, min interval, tenant and model limits and the in-flight cap: one atomic decision.
       const { lease } = yield* enforceLimits(limiter, audit, {
@@ -530,6 +581,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         lastCause: undefined,
         usage: new Map(),
         policy: policyContext,
+        budgetStop: yield* Deferred.make<BudgetExhausted>(),
       };
       live.set(executionId, l);
       yield* CoreMetrics.executionStarted;
@@ -540,6 +592,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       );
       yield* FiberMap.run(fibers, executionId, lease === undefined ? run : Effect.ensuring(run, lease.release));
       slotHandedOver = true;
+      runForked = true;
       return { executionId, deduplicated: false, live: l as Live | undefined, events };
     });
 
@@ -571,6 +624,10 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         case "INTERRUPTED":
           return new Interrupted({ executionId: r.executionId });
         default: {
+          if (e.cause instanceof BudgetExhausted && r.error?.type === "TOKEN_BUDGET_EXHAUSTED") {
+            const { budget, limit, remaining, retryAfterMs, requested } = e.cause;
+            return new BudgetExhausted({ budget, limit, remaining, retryAfterMs, requested, executionId: r.executionId });
+          }
           const error = r.error ?? interruptedDetail("unknown failure");
           const last = r.attempts.at(-1);
           return error.retryable && !r.retryPolicy.nonRetryableErrorTypes.includes(error.type)

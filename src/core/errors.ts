@@ -3,6 +3,7 @@
  * status in one place (src/transport/error-mapping.ts); nothing collapses into a generic error.
  */
 import { Data } from "effect";
+import type { BudgetStatus } from "../ports/TokenLedger.js";
 import type { ErrorDetail, ExecutionState } from "./model.js";
 
 export interface FieldViolation {
@@ -31,7 +32,13 @@ export class PermissionDenied extends Data.TaggedError("PermissionDenied")<{
   }
 }
 
-export class PolicyDenied extends Data.TaggedError("PolicyDenied")<{ readonly rule: string; readonly reason: string }> {
+export class PolicyDenied extends Data.TaggedError("PolicyDenied")<{
+  /** The rule that denied, or "default" (the policy's default is deny). */
+  readonly rule: string;
+  readonly reason: string;
+  /** The policy version that decided (src/policy/PolicyEngine.ts); absent from policies that have none. */
+  readonly policyVersion?: number;
+}> {
   override get message() {
     return `denied by policy rule "${this.rule}": ${this.reason}`;
   }
@@ -59,6 +66,21 @@ export class RateLimited extends Data.TaggedError("RateLimited")<{
 export class RateLimiterUnavailable extends Data.TaggedError("RateLimiterUnavailable")<{ readonly error: string }> {
   override get message() {
     return "the rate limiter is unavailable; retry later";
+  }
+}
+
+/**
+ * A token budget or a model limit refused (src/ports/TokenLedger.ts): names the budget and what
+ * remains. Before the run (start refused) it has no executionId; when it stopped a running
+ * execution, it carries the execution's id (the execution ended FAILED, TOKEN_BUDGET_EXHAUSTED).
+ */
+export class BudgetExhausted extends Data.TaggedError("BudgetExhausted")<
+  BudgetStatus & { readonly requested: number; readonly executionId?: string }
+> {
+  override get message() {
+    const wait = this.retryAfterMs > 0 ? `; retry after ${Math.ceil(this.retryAfterMs / 1000)}s` : "";
+    const what = `token budget ${this.budget} exhausted: ${this.remaining} of ${this.limit} left, ${this.requested} requested${wait}`;
+    return this.executionId === undefined ? what : `execution "${this.executionId}" stopped: ${what}`;
   }
 }
 
@@ -150,8 +172,9 @@ export type StartError =
   | PolicyDenied
   | RateLimited
   | RateLimiterUnavailable
+  | BudgetExhausted
   | RequestIdReused
   | StoreError;
 
 /** How a run ends when it does not succeed. */
-export type RunError<E = unknown> = AttemptFailed<E> | RetriesExhausted<E> | Cancelled | DeadlineExceeded | Interrupted;
+export type RunError<E = unknown> = AttemptFailed<E> | RetriesExhausted<E> | Cancelled | DeadlineExceeded | Interrupted | BudgetExhausted;

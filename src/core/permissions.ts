@@ -26,7 +26,7 @@ export type RoleTable = Readonly<Record<string, ReadonlyArray<string>>>;
 export const defaultRoleDefinitions: RoleDefinitions = {
   admin: { description: "everything", inherits: ["operator"], permissions: ["*"] },
   operator: { description: "runs operations, manages executions and schedules", inherits: ["viewer"], permissions: ["execute:*", "executions:*", "schedules:*"] },
-  viewer: { description: "reads executions, schedules and the audit log", permissions: ["executions:read", "schedules:read", "audit:read"] },
+  viewer: { description: "reads executions, schedules, the audit log and the policy", permissions: ["executions:read", "schedules:read", "audit:read", "policy:read"] },
 };
 
 export class RoleDefinitionError extends Error {

@@ -24,7 +24,12 @@ export function toConnectError(e: CoreError): ConnectError {
     case "PermissionDenied":
       return rpcError({ code: Code.PermissionDenied, message: e.message, reason: "PERMISSION_DENIED", metadata: { permission: e.permission } });
     case "PolicyDenied":
-      return rpcError({ code: Code.PermissionDenied, message: e.message, reason: "POLICY_DENIED", metadata: { rule: e.rule, reason: e.reason } });
+      return rpcError({
+        code: Code.PermissionDenied,
+        message: e.message,
+        reason: "POLICY_DENIED",
+        metadata: { rule: e.rule, reason: e.reason, ...(e.policyVersion === undefined ? {} : { policy_version: String(e.policyVersion) }) },
+      });
     case "RateLimited": {
       const err = rpcError({
         code: Code.ResourceExhausted,
@@ -45,6 +50,26 @@ export function toConnectError(e: CoreError): ConnectError {
       // reached: UNAVAILABLE says "retry later" without claiming the caller used its quota.
       // The cause stays in the server log and the audit event.
       return rpcError({ code: Code.Unavailable, message: e.message, reason: "RATE_LIMITER_UNAVAILABLE", retryDelayMs: 1000 });
+    case "BudgetExhausted": {
+      // A token budget or model limit refused (before the run, or it stopped the run): which
+      // one, and what remains of it.
+      const err = rpcError({
+        code: Code.ResourceExhausted,
+        message: e.message,
+        reason: "TOKEN_BUDGET_EXHAUSTED",
+        metadata: {
+          budget: e.budget,
+          limit: String(e.limit),
+          remaining: String(e.remaining),
+          requested: String(e.requested),
+          retry_after_ms: String(e.retryAfterMs),
+          ...(e.executionId === undefined ? {} : { execution_id: e.executionId }),
+        },
+        retryDelayMs: e.retryAfterMs,
+      });
+      err.metadata.set("retry-after", String(Math.ceil(e.retryAfterMs / 1000)));
+      return err;
+    }
     case "RequestIdReused":
       return rpcError({ code: Code.AlreadyExists, message: e.message, reason: "REQUEST_ID_REUSED", metadata: { request_id: e.requestId, execution_id: e.executionId } });
     case "StoreError":

@@ -6,6 +6,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { ExecutionService } from "../../gen/orchestrator/v1/execution_service_pb.js";
 import { ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
 import { AuditService } from "../../gen/orchestrator/v1/audit_service_pb.js";
+import { PolicyService } from "../../gen/orchestrator/v1/policy_service_pb.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -14,9 +15,10 @@ import { HealthStatuses, healthService } from "./health.js";
 import { DescriptorIndex, reflectionServices } from "./reflection.js";
 import { registerNotImplemented } from "./unimplemented.js";
 import { executionService, type OrchestratorRuntime } from "./execution-service.js";
+import { policyService, type PolicyRuntime } from "./policy-service.js";
 
 /** The orchestrator's own services. */
-export const orchestratorServices: ReadonlyArray<DescService> = [ExecutionService, ScheduleService, AuditService];
+export const orchestratorServices: ReadonlyArray<DescService> = [ExecutionService, ScheduleService, AuditService, PolicyService];
 
 /** Services whose issue has not landed: every RPC answers UNIMPLEMENTED naming it. */
 const notYetImplemented: ReadonlyArray<{ readonly service: DescService; readonly landsWith: string }> = [
@@ -35,11 +37,12 @@ export function createHealth(): HealthStatuses {
   return new HealthStatuses(orchestratorServices.map((s) => s.typeName));
 }
 
-export function routes(health: HealthStatuses, runtime: OrchestratorRuntime): (router: ConnectRouter) => void {
+export function routes(health: HealthStatuses, runtime: OrchestratorRuntime & PolicyRuntime): (router: ConnectRouter) => void {
   // error_details too, so that grpcurl and friends can print ErrorInfo, BadRequest and RetryInfo.
   const reflection = reflectionServices(new DescriptorIndex(servedServices, [file_google_rpc_error_details]));
   return (router) => {
     router.service(ExecutionService, executionService(runtime));
+    router.service(PolicyService, policyService(runtime));
     for (const { service, landsWith } of notYetImplemented) registerNotImplemented(router, service, landsWith);
     router.service(Health, healthService(health));
     router.service(ReflectionV1, reflection.v1);

@@ -20,13 +20,13 @@ const example = {
   roles: {
     admin: { inherits: ["operator"], permissions: ["*"] },
     operator: { inherits: ["viewer"], permissions: ["execute:*", "executions:*", "schedules:*"] },
-    viewer: { permissions: ["executions:read", "schedules:read", "audit:read"] },
+    viewer: { permissions: ["executions:read", "schedules:read", "audit:read", "policy:read"] },
   },
 };
 
 describe("role hierarchy", () => {
   it("built in: admin ⊃ operator ⊃ viewer, permissions inherited down", () => {
-    expect([...builtinRoles["viewer"]!].sort()).toEqual(["audit:read", "executions:read", "schedules:read"]);
+    expect([...builtinRoles["viewer"]!].sort()).toEqual(["audit:read", "executions:read", "policy:read", "schedules:read"]);
     expect(builtinRoles["operator"]).toEqual(expect.arrayContaining(["execute:*", "executions:*", "schedules:*", "audit:read"]));
     expect(builtinRoles["admin"]).toEqual(expect.arrayContaining(["*", ...builtinRoles["operator"]!]));
     expect(hasPermission(as("viewer"), "audit:read")).toBe(true);
@@ -104,7 +104,7 @@ describe("--roles-file", () => {
   it("loads and flattens the file into the config's role table", () => {
     const file = write(JSON.stringify({ roles: { ...example.roles, reporter: { inherits: ["viewer"], permissions: ["execute:reports.*"] } } }));
     const { roles } = loadConfig([...base, "--roles-file", file], {});
-    expect([...roles["reporter"]!].sort()).toEqual(["audit:read", "execute:reports.*", "executions:read", "schedules:read"]);
+    expect([...roles["reporter"]!].sort()).toEqual(["audit:read", "execute:reports.*", "executions:read", "policy:read", "schedules:read"]);
   });
 
   it("defaults to the built-in hierarchy", () => {

@@ -77,6 +77,7 @@ describe("grpcurl via reflection", () => {
         "orchestrator.v1.ExecutionService",
         "orchestrator.v1.ScheduleService",
         "orchestrator.v1.AuditService",
+        "orchestrator.v1.PolicyService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
       ]),

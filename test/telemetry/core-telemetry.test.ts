@@ -14,7 +14,7 @@ import { admin, coreDeps, makeProbe } from "../support/core.js";
 
 const denyAll = Layer.succeed(
   PolicyService,
-  PolicyService.of({ check: () => Effect.fail(new PolicyDenied({ rule: "no-flaky", reason: "not today" })), record: () => Effect.void }),
+  PolicyService.of({ check: () => Effect.fail(new PolicyDenied({ rule: "no-flaky", reason: "not today" })), usage: () => Effect.void, record: () => Effect.void }),
 );
 
 /** The Orchestrator over in-memory ports (with an operation rate limit), `policy` replacing allow-all. */

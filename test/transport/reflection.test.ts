@@ -49,6 +49,7 @@ const expectedServices = [
   "grpc.reflection.v1alpha.ServerReflection",
   "orchestrator.v1.AuditService",
   "orchestrator.v1.ExecutionService",
+  "orchestrator.v1.PolicyService",
   "orchestrator.v1.ScheduleService",
 ];
 

@@ -26,9 +26,8 @@
  * Not for Redis Cluster: one decision touches keys of several hash slots (principal, tenant,
  * model). A single Redis, or a primary with replicas, is what this targets.
  */
-import { createHash, randomUUID } from "node:crypto";
-import { Effect, Fiber, Layer, Runtime, Schedule } from "effect";
-import { Redis } from "ioredis";
+import { randomUUID } from "node:crypto";
+import { Effect, Fiber, Layer } from "effect";
 import {
   type CheckOutcome,
   concurrencyRetryHintMs,
@@ -38,6 +37,7 @@ import {
   type LimitRequest,
   RateLimiter,
 } from "../RateLimiter.js";
+import { connectRedis, describe, runScript, script, type Script } from "./connection.js";
 
 export interface RedisRateLimiterOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS. */
@@ -129,41 +129,8 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 `;
 
-interface Script {
-  readonly source: string;
-  readonly sha: string;
-}
-const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") });
 const decide = script(decideScript);
 const renew = script(renewScript);
-
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
-/**
- * Rejects when `promise` has not settled `ms` after the call. Not ioredis's commandTimeout: when
- * this process stalls (GC, a busy CPU) for longer than the timeout, Node runs the expired timers
- * before the socket reads that carry the answer, and a decision Redis made in time would be
- * reported as a timeout — and refused, failing closed. Here the expired timer first lets pending
- * I/O run (setImmediate runs after the poll phase), and only then gives up.
- */
-function within<A>(promise: Promise<A>, ms: number): Promise<A> {
-  return new Promise<A>((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => setImmediate(() => settled || reject(new Error(`Redis did not answer within ${ms} ms`))), ms);
-    promise.then(
-      (v) => {
-        settled = true;
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        settled = true;
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
 
 export const makeRedisRateLimiter = (options: RedisRateLimiterOptions) =>
   Effect.gen(function* () {
@@ -172,59 +139,15 @@ export const makeRedisRateLimiter = (options: RedisRateLimiterOptions) =>
     const leaseTtlMs = options.leaseTtlMs ?? 30_000;
     const timeoutMs = options.commandTimeoutMs ?? 1000;
     const scope = yield* Effect.scope;
-    const runtime = yield* Effect.runtime<never>();
-    const logFromCallback = (effect: Effect.Effect<void>) => void Runtime.runFork(runtime)(effect);
-
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Redis(options.url, {
-            lazyConnect: true,
-            // Fail fast while disconnected instead of queueing: onError decides at once.
-            enableOfflineQueue: false,
-            maxRetriesPerRequest: 0,
-            // A backstop that frees commands a hung Redis never answers; `within` decides sooner.
-            commandTimeout: timeoutMs * 10,
-            connectTimeout: options.connectTimeoutMs ?? 2000,
-            retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000),
-          }),
-      ),
-      (c) => Effect.sync(() => c.disconnect()),
-    );
-
-    // Log transitions, not every failed command.
-    let reachable = true;
-    client.on("error", (e: unknown) => {
-      if (!reachable) return;
-      reachable = false;
-      logFromCallback(Effect.logWarning(`redis rate limiter: Redis unreachable, decisions ${onError === "deny" ? "refuse (fail closed)" : "admit (fail open)"} until it is back`, describe(e)));
+    const client = yield* connectRedis({
+      url: options.url,
+      commandTimeoutMs: timeoutMs,
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      name: "redis rate limiter",
+      whileDown: `decisions ${onError === "deny" ? "refuse (fail closed)" : "admit (fail open)"}`,
+      whileDownAtStart: `decisions ${onError === "deny" ? "refuse" : "admit"}`,
     });
-    client.on("ready", () => {
-      if (reachable) return;
-      reachable = true;
-      logFromCallback(Effect.logInfo("redis rate limiter: Redis reachable again"));
-    });
-
-    yield* Effect.tryPromise({ try: () => client.connect(), catch: (e) => e }).pipe(
-      Effect.timeout(`${(options.connectTimeoutMs ?? 2000) + 500} millis`),
-      Effect.catchAll((e) =>
-        Effect.logError(`redis rate limiter: cannot reach Redis at start; decisions ${onError === "deny" ? "refuse" : "admit"} until it is reachable`, describe(e)),
-      ),
-    );
-
-    /** EVALSHA; on NOSCRIPT (cache empty after a restart or SCRIPT FLUSH) EVAL, which caches it again. */
-    const run = (s: Script, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) =>
-      Effect.tryPromise({
-        try: () =>
-          within(
-            client.evalsha(s.sha, keys.length, ...keys, ...args).catch((e: unknown) => {
-              if (!describe(e).startsWith("NOSCRIPT")) throw e;
-              return client.eval(s.source, keys.length, ...keys, ...args);
-            }),
-            timeoutMs,
-          ),
-        catch: (e) => e,
-      });
+    const run = (s: Script, keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => runScript(client, s, keys, args, timeoutMs);
 
     const degraded = (e: unknown): LimitDecision => ({
       allowed: onError === "allow",
