@@ -13,13 +13,10 @@
  * Prints {"msg":"listening","port":N} on stdout once bound; exits on SIGTERM/SIGINT.
  */
 import { randomUUID } from "node:crypto";
-import * as http2 from "node:http2";
-import type * as net from "node:net";
-import { parseArgs } from "node:util";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { serveBare } from "./bare-server.js";
 import { Health, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/health/v1/health_pb.js";
 import { PrincipalSchema, RetryPolicySchema, TokenUsageSchema } from "../gen/orchestrator/v1/common_pb.js";
 import {
@@ -32,9 +29,6 @@ import {
   type ExecutionEvent,
 } from "../gen/orchestrator/v1/execution_service_pb.js";
 
-const { values } = parseArgs({
-  options: { port: { type: "string", default: "0" }, host: { type: "string", default: "127.0.0.1" } },
-});
 
 const serving = create(HealthCheckResponseSchema, { status: ServingStatus.SERVING });
 const principal = create(PrincipalSchema, { subject: "local", tenant: "default", roles: ["admin"] });
@@ -84,22 +78,4 @@ const routes = (router: ConnectRouter): void => {
   router.rpc(ExecutionService.method.execute, execute);
 };
 
-const server = http2.createServer({}, connectNodeAdapter({ routes }));
-const sessions = new Set<http2.ServerHttp2Session>();
-server.on("session", (s: http2.ServerHttp2Session) => {
-  sessions.add(s);
-  s.on("close", () => sessions.delete(s));
-});
-
-server.listen(Number(values.port), values.host, () => {
-  const { port } = server.address() as net.AddressInfo;
-  process.stdout.write(JSON.stringify({ msg: "listening", port, pid: process.pid }) + "\n");
-});
-
-const stop = (): void => {
-  for (const s of sessions) s.destroy();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 1000).unref();
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+serveBare(routes);

@@ -59,7 +59,6 @@ import {
   type ExecutionFilter,
   type ExecutionOrder,
   type ExecutionRecord,
-  type ExecutionState,
   type JsonObject,
   type JsonValue,
   type Principal,
@@ -253,7 +252,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       l.record.attempts.map((a) => (a.number === n ? { ...a, ...patch } : a));
 
     /** Ends an execution exactly once: store, event, audit, policy, waiters. */
-    const finish = (l: Live, state: ExecutionState, fields: Partial<ExecutionRecord>, cause?: unknown) =>
+    const finish = (l: Live, state: EndState, fields: Partial<ExecutionRecord>, cause?: unknown) =>
       Effect.uninterruptible(
         Effect.gen(function* () {
           if (l.finished) return;
@@ -266,26 +265,16 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           yield* store.update(l.record).pipe(Effect.catchAll(logStoreFailure("update")));
           const n = attempts.length;
           const r = l.record;
-          const kind: ExecutionEventKind =
-            state === "SUCCEEDED"
-              ? { _tag: "Succeeded", result: r.result ?? null, attempts: n, ...(usage === undefined ? {} : { tokenUsage: usage }) }
-              : state === "CANCELLED"
-                ? { _tag: "Cancelled", reason: r.cancelReason ?? "cancelled", attempts: n }
-                : state === "TIMED_OUT"
-                  ? { _tag: "TimedOut", error: r.error!, attempts: n }
-                  : state === "INTERRUPTED"
-                    ? { _tag: "Interrupted", error: r.error!, attempts: n }
-                    : { _tag: "Failed", error: r.error!, attempts: n };
-          yield* emit(l, kind);
+          yield* emit(l, terminalKind(r));
           yield* auditExecution(l, {
-            type: `EXECUTION_${state === "SUCCEEDED" ? "SUCCEEDED" : state === "CANCELLED" ? "CANCELLED" : state === "TIMED_OUT" ? "TIMED_OUT" : state === "INTERRUPTED" ? "INTERRUPTED" : "FAILED"}`,
+            type: `EXECUTION_${state}`,
             details: {
               attempts: n,
               ...(r.error === undefined ? {} : { error_type: r.error.type, error: r.error.message }),
               ...(r.cancelReason === undefined ? {} : { reason: r.cancelReason }),
             },
           });
-          yield* policy.record(l.policy, state === "SUCCEEDED" ? "SUCCEEDED" : state === "CANCELLED" ? "CANCELLED" : state === "TIMED_OUT" ? "TIMED_OUT" : state === "INTERRUPTED" ? "INTERRUPTED" : "FAILED", usage);
+          yield* policy.record(l.policy, state, usage);
           live.delete(r.executionId);
           yield* CoreMetrics.executionEnded(r.operation, state);
           yield* Deferred.succeed(l.done, { record: l.record, cause });
@@ -750,6 +739,10 @@ const abortOf = (signal: AbortSignal | undefined): Effect.Effect<void> =>
         return Effect.sync(() => signal.removeEventListener("abort", onAbort));
       });
 
+/** The states an execution ends in. */
+type EndState = "SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT" | "INTERRUPTED";
+
+/** The terminal event of an ended execution, from its record (also used to replay one). */
 export function terminalKind(r: ExecutionRecord): ExecutionEventKind {
   const attempts = r.attempts.length;
   const error = r.error ?? interruptedDetail("no error recorded");

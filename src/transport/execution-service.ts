@@ -1,8 +1,8 @@
 /**
  * ExecutionService handlers: proto → command, call the core, domain → proto. No rule lives here.
  */
-import { Effect, Exit, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Effect, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { Orchestrator } from "../core/Orchestrator.js";
 import { InvalidInput } from "../core/errors.js";
@@ -23,25 +23,12 @@ import {
   statesFromPb,
   Violations,
 } from "./convert.js";
+import { runRpc } from "./run-rpc.js";
 import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
-import { inRpcSpan, rpcParentSpan, rpcSpanOf } from "./tracing-interceptor.js";
+import { rpcParentSpan, rpcSpanOf } from "./tracing-interceptor.js";
 
-/**
- * The runtime handlers run on. Its Layer's own errors (opening the store) can only happen while
- * it is first built, which the server awaits before it listens.
- */
+/** The runtime handlers run on (see run-rpc.ts for why its error type is unknown). */
 export type OrchestratorRuntime = ManagedRuntime.ManagedRuntime<Orchestrator, unknown>;
-
-/** Runs a core effect for one RPC, under its span; the call's abort signal interrupts it. */
-export async function runRpc<A>(
-  runtime: OrchestratorRuntime,
-  ctx: HandlerContext,
-  effect: Effect.Effect<A, CoreError, Orchestrator>,
-): Promise<A> {
-  const exit = await runtime.runPromiseExit(inRpcSpan(ctx.values, effect), { signal: ctx.signal });
-  if (Exit.isSuccess(exit)) return exit.value;
-  throw causeToConnectError(exit.cause as Cause.Cause<CoreError>);
-}
 
 const invalid = (violations: Violations) => Effect.fail(new InvalidInput({ violations: violations.list }));
 

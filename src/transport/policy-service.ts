@@ -2,8 +2,8 @@
  * PolicyService handlers: read the caller's effective policy and budgets. Proto ⇄ domain only;
  * the permission check and the filtering live in PolicyReader.
  */
-import { Effect, Exit, type Cause, type ManagedRuntime } from "effect";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Effect, type ManagedRuntime } from "effect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -17,24 +17,17 @@ import {
 import type { RuleEffect } from "../policy/config.js";
 import { PolicyReader } from "../policy/PolicyReader.js";
 import { principalOf } from "./auth-interceptor.js";
-import { causeToConnectError, type CoreError } from "./error-mapping.js";
-import { inRpcSpan } from "./tracing-interceptor.js";
+import { runRpc } from "./run-rpc.js";
 
 export type PolicyRuntime = ManagedRuntime.ManagedRuntime<PolicyReader, unknown>;
 
 const effectToPb = (e: RuleEffect): PolicyEffect => (e === "allow" ? PolicyEffect.ALLOW : PolicyEffect.DENY);
 
-async function run<A>(runtime: PolicyRuntime, ctx: HandlerContext, effect: Effect.Effect<A, CoreError, PolicyReader>): Promise<A> {
-  const exit = await runtime.runPromiseExit(inRpcSpan(ctx.values, effect), { signal: ctx.signal });
-  if (Exit.isSuccess(exit)) return exit.value;
-  throw causeToConnectError(exit.cause as Cause.Cause<CoreError>);
-}
-
 export function policyService(runtime: PolicyRuntime) {
   return {
     async getEffectivePolicy(req, ctx) {
       const principal = principalOf(ctx);
-      return run(
+      return runRpc(
         runtime,
         ctx,
         Effect.gen(function* () {
@@ -63,7 +56,7 @@ export function policyService(runtime: PolicyRuntime) {
 
     async getBudgetStatus(req, ctx) {
       const principal = principalOf(ctx);
-      return run(
+      return runRpc(
         runtime,
         ctx,
         Effect.gen(function* () {

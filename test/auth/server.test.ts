@@ -13,15 +13,16 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Effect } from "effect";
-import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/health/v1/health_pb.js";
 import { PrincipalSchema } from "../../gen/orchestrator/v1/common_pb.js";
 import { ExecuteRequestSchema, ExecutionService, type ExecutionEvent } from "../../gen/orchestrator/v1/execution_service_pb.js";
 import { AuditLogger, type AuditEvent } from "../../src/ports/AuditLogger.js";
+import { collect, failure } from "../support/rpc.js";
 import { bearer, createKey, withHeaders } from "../support/auth.js";
 import { audience, claims, hsSecret, issuer, jwksOf, makeSigner, signHs, signRs, unsigned, writeKeyFiles } from "../support/jwt.js";
 import { repoRoot, startTestServer, type TestServer } from "../support/server.js";
@@ -68,21 +69,6 @@ afterAll(() => server.shutdown());
 const clientOf = (interceptors: Interceptor[], baseUrl = server.baseUrl): Client<typeof ExecutionService> =>
   createClient(ExecutionService, createGrpcTransport({ baseUrl, interceptors }));
 const as = (token: string, baseUrl?: string) => clientOf([bearer(token)], baseUrl);
-
-async function collect(client: Client<typeof ExecutionService>, req: MessageInitShape<typeof ExecuteRequestSchema>): Promise<ExecutionEvent[]> {
-  const out: ExecutionEvent[] = [];
-  for await (const r of client.execute(req)) out.push(r.event!);
-  return out;
-}
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail");
-}
 
 const audit = (s: TestServer = server): Promise<ReadonlyArray<AuditEvent>> =>
   s.runtime.runPromise(Effect.flatMap(AuditLogger, (a) => a.read(0, 100_000)));

@@ -18,8 +18,7 @@ import {
   type ExecutionEvent,
 } from "../../gen/orchestrator/v1/execution_service_pb.js";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ExecuteRequestSchema } from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { collect, failure } from "../support/rpc.js";
 import { spawnServer, startTestServer, type TestServer } from "../support/server.js";
 import { createKey } from "../support/auth.js";
 
@@ -48,21 +47,6 @@ const clientFor = (token: string | undefined, baseUrl = server.baseUrl): Client<
   );
 
 const admin = () => clientFor(tokens.admin);
-
-async function collect(client: Client<typeof ExecutionService>, req: MessageInitShape<typeof ExecuteRequestSchema>): Promise<ExecutionEvent[]> {
-  const out: ExecutionEvent[] = [];
-  for await (const r of client.execute(req)) out.push(r.event!);
-  return out;
-}
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail");
-}
 
 const kinds = (events: ExecutionEvent[]) => events.map((e) => e.kind.case);
 const fast = { initialInterval: durationFromMs(10), jitter: 0 };

@@ -3,7 +3,7 @@
  * gRPC-Web and Connect (each over HTTP/1.1 and HTTP/2), unary and server-streaming.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -16,6 +16,7 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
 import { AuditService } from "../../gen/orchestrator/v1/audit_service_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { failure } from "../support/rpc.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
@@ -34,15 +35,6 @@ const transports: Record<string, () => Transport> = {
     createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
 };
 
-async function rejection(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail");
-}
-
 describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
   it("answers a unary call (health Check)", async () => {
     const health = createClient(Health, makeTransport());
@@ -52,7 +44,7 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
 
   it("answers NOT_FOUND for a service health does not know", async () => {
     const health = createClient(Health, makeTransport());
-    const err = await rejection(health.check({ service: "no.such.Service" }));
+    const err = await failure(health.check({ service: "no.such.Service" }));
     expect(err.code).toBe(Code.NotFound);
   });
 
@@ -70,7 +62,7 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
 
   it("answers UNIMPLEMENTED with ErrorInfo for orchestrator RPCs that have not landed", async () => {
     const schedules = createClient(ScheduleService, makeTransport());
-    const err = await rejection(schedules.getSchedule({ scheduleId: "s" }));
+    const err = await failure(schedules.getSchedule({ scheduleId: "s" }));
     expect(err.code).toBe(Code.Unimplemented);
     expect(err.rawMessage).toContain("issue #6");
     const [info] = err.findDetails(ErrorInfoSchema);
@@ -79,7 +71,7 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
     expect(info?.metadata["method"]).toBe("orchestrator.v1.ScheduleService/GetSchedule");
 
     // Server-streaming RPCs too: the stream ends with the status.
-    const streamErr = await rejection(
+    const streamErr = await failure(
       (async () => {
         for await (const _ of schedules.watchSchedule({ scheduleId: "s" })) void _;
       })(),
@@ -88,7 +80,7 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
     expect(streamErr.findDetails(ErrorInfoSchema)[0]?.reason).toBe("NOT_IMPLEMENTED");
 
     const audit = createClient(AuditService, makeTransport());
-    expect((await rejection(audit.listAuditEvents({}))).rawMessage).toContain("issue #7");
+    expect((await failure(audit.listAuditEvents({}))).rawMessage).toContain("issue #7");
   });
 
   it("runs an execution end to end, unary and streaming", async () => {
@@ -101,7 +93,7 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
     expect(got.execution?.operation).toBe("demo.echo");
     expect(toJson(ValueSchema, got.execution!.result!)).toEqual({ echo: { message: name } });
     expect(got.execution?.state).toBe(ExecutionState.SUCCEEDED);
-    const err = await rejection(executions.getExecution({ executionId: "nope" }));
+    const err = await failure(executions.getExecution({ executionId: "nope" }));
     expect(err.code).toBe(Code.NotFound);
     expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("EXECUTION_NOT_FOUND");
   });
@@ -112,7 +104,7 @@ describe("RPC log", () => {
     const before = server.logs.length;
     const health = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
     await health.check({ service: "" });
-    await rejection(createClient(ExecutionService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" })).cancelExecution({ executionId: "e" }));
+    await failure(createClient(ExecutionService, createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" })).cancelExecution({ executionId: "e" }));
     const lines = server.logs.slice(before).filter((l) => l["msg"] === "rpc");
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({ method: "/grpc.health.v1.Health/Check", protocol: "grpc", http: "2.0", code: "ok", level: "info" });

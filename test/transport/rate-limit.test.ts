@@ -20,6 +20,7 @@ import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_det
 import { createApiKey } from "../../src/core/api-keys.js";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { AuditLogger, type AuditEvent } from "../../src/ports/AuditLogger.js";
+import { failure } from "../support/rpc.js";
 import { spawnServer, startTestServer, type ServerProcess, type TestServer } from "../support/server.js";
 import { startRedisServer, type RedisServer } from "../support/redis.js";
 
@@ -42,15 +43,6 @@ const client = (baseUrl: string, key?: string): Client<typeof ExecutionService> 
       }],
     }),
   );
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail");
-}
 
 async function collect(c: Client<typeof ExecutionService>, operation: string, input: JsonObject): Promise<ExecutionEvent[]> {
   const out: ExecutionEvent[] = [];
