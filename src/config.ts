@@ -37,6 +37,8 @@ export interface ServerConfig {
   readonly limits: Limits;
   /** Rate-limit state and token budgets in Redis (shared by several instances); undefined = in memory. */
   readonly redisUrl: string | undefined;
+  /** Executions, audit log, schedules and API keys in PostgreSQL (several instances); undefined = SQLite in dataDir. */
+  readonly databaseUrl: string | undefined;
   /** When Redis cannot be reached: refuse ("deny", fail closed) or admit ("allow", fail open). */
   readonly rateLimitOnError: FailureMode;
   /** How long ended executions are kept. */
@@ -79,6 +81,7 @@ export const settings = {
   httpAllowPrivate: { flag: "http-allow-private-networks", env: "ORCHESTRATOR_HTTP_ALLOW_PRIVATE_NETWORKS", default: "false", boolean: true, help: "let allowlisted names resolve to loopback/private addresses" },
   operationRateLimit: { flag: "operation-rate-limit", env: "ORCHESTRATOR_OPERATION_RATE_LIMIT", default: "", help: "executions per principal and operation, as N/duration (e.g. 100/1m); empty = none" },
   limitsFile: { flag: "limits-file", env: "ORCHESTRATOR_LIMITS_FILE", default: undefined, help: "JSON file of rate limits: request, operation, tenant, models, minInterval, maxInFlight, overrides, shadow (see README, Limits)" },
+  databaseUrl: { flag: "database-url", env: "ORCHESTRATOR_DATABASE_URL", default: undefined, help: "keep executions, schedules, the audit log and API keys in PostgreSQL (postgres://user[:password]@host:port/db), shared by several instances; unset = SQLite in --data-dir" },
   redisUrl: { flag: "redis-url", env: "ORCHESTRATOR_REDIS_URL", default: undefined, help: "keep rate-limit state and token budgets in Redis (redis://host:port[/db]), shared by several instances; unset = in memory" },
   rateLimitOnError: { flag: "rate-limit-on-error", env: "ORCHESTRATOR_RATE_LIMIT_ON_ERROR", default: "deny", help: "when Redis cannot be reached: deny (refuse, UNAVAILABLE) or allow (rate limits: admitted, audited as degraded; token budgets: admitted unreserved)" },
   retention: { flag: "retention", env: "ORCHESTRATOR_RETENTION", default: "7d", help: "how long ended executions are kept (e.g. 12h, 30d)" },
@@ -172,6 +175,11 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
   }
   const limitsFile = get(settings.limitsFile);
   const limits = limitsFile === undefined ? noLimits : loadLimits(limitsFile, where(settings.limitsFile));
+  const databaseUrl = get(settings.databaseUrl);
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(databaseUrl)) {
+    // The value may hold a password: never echo it.
+    throw new ConfigError(`${where(settings.databaseUrl)}: expected a postgres://… or postgresql://… URL`);
+  }
   const redisUrl = get(settings.redisUrl);
   if (redisUrl !== undefined && !/^rediss?:\/\/[^/\s]+(\/\d+)?\/?$/.test(redisUrl)) {
     throw new ConfigError(`${where(settings.redisUrl)}: expected redis://host:port or rediss://host:port (optionally /db), got "${redisUrl}"`);
@@ -242,6 +250,7 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
     operationRateLimit,
     limits,
     redisUrl,
+    databaseUrl,
     rateLimitOnError,
     retentionMs,
     auth,

@@ -19,6 +19,10 @@ import { SqliteDatabase } from "./ports/sqlite/SqliteDatabase.js";
 import { ExecutionStoreSqlite } from "./ports/sqlite/ExecutionStoreSqlite.js";
 import { AuditLoggerSqlite } from "./ports/sqlite/AuditLoggerSqlite.js";
 import { ApiKeyStoreSqlite } from "./ports/sqlite/ApiKeyStoreSqlite.js";
+import { PgDatabase } from "./ports/postgres/PgDatabase.js";
+import { PgInstanceLayer } from "./ports/postgres/PgInstance.js";
+import { ExecutionStorePostgres } from "./ports/postgres/ExecutionStorePostgres.js";
+import { ApiKeyStoreSql } from "./ports/sql/ApiKeyStoreSql.js";
 import { AuthValidator } from "./ports/AuthValidator.js";
 import type { AuthConfig } from "./auth-config.js";
 import { Telemetry } from "./telemetry/Telemetry.js";
@@ -49,8 +53,22 @@ function makeJsonLoggerLayer(logger: JsonLogger): Layer.Layer<never> {
   return Layer.merge(Logger.replace(Logger.defaultLogger, effectLogger), Logger.minimumLogLevel(minimum));
 }
 
+/**
+ * Where executions, the audit log, schedules and API keys live: SQLite in the data dir (one
+ * process), or PostgreSQL (--database-url) shared by several instances.
+ */
+export function storesLayer(config: Pick<ServerConfig, "dataDir" | "databaseUrl">) {
+  if (config.databaseUrl === undefined) {
+    return Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite).pipe(Layer.provide(SqliteDatabase.layer(config.dataDir)));
+  }
+  const database = PgDatabase.layer(config.databaseUrl);
+  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerSqlite, ApiKeyStoreSql).pipe(
+    Layer.provide(PgInstanceLayer.layer()),
+    Layer.provideMerge(database),
+  );
+}
+
 export function appLayer(config: ServerConfig, logger: JsonLogger) {
-  const database = SqliteDatabase.layer(config.dataDir);
   // Token budgets and model limits: in the same store as the rate limits (memory, or Redis).
   const tokenLedger =
     config.redisUrl === undefined ? TokenLedgerMemory : TokenLedgerRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError });
@@ -62,7 +80,7 @@ export function appLayer(config: ServerConfig, logger: JsonLogger) {
         http: { allowlist: config.httpAllowlist, allowPrivateNetworks: config.httpAllowPrivateNetworks },
       }),
     ),
-    Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite).pipe(Layer.provide(database)),
+    storesLayer(config),
     // Rate-limit state: this process's memory, or Redis when several instances share limits.
     config.redisUrl === undefined ? RateLimiterMemory : RateLimiterRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError }),
     tokenLedger,

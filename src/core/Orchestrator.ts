@@ -153,8 +153,9 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
     const logStoreFailure = (what: string) => (e: StoreError) =>
       Effect.logError(`execution store: ${what} failed`, e.cause);
 
-    // Executions left running by a previous process cannot be resumed: say so, once.
-    {
+    // Executions left running by a process that is gone cannot be resumed: say so, once. At
+    // start-up, and periodically when the store is shared with other processes.
+    const recover = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis;
       const ids = yield* store
         .interruptUnfinished(now, interruptedDetail("the server stopped while this execution was running"))
@@ -163,6 +164,10 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         yield* audit.log({ type: "EXECUTION_INTERRUPTED", executionId, reason: "server restart" });
       }
       if (ids.length > 0) yield* Effect.logWarning(`marked ${ids.length} executions interrupted by the restart`);
+    });
+    yield* recover;
+    if (store.recoverEvery !== undefined) {
+      yield* recover.pipe(Effect.delay(store.recoverEvery), Effect.forever, Effect.forkScoped);
     }
 
     // Retention: ended executions older than the retention period are pruned in the background.

@@ -1,8 +1,9 @@
 /**
- * Port: where executions and their attempts live. Layers: ExecutionStore.sqlite (the embedded
- * default, src/ports/sqlite/), ExecutionStore.memory (tests, embedding without a disk).
+ * Port: where executions and their attempts live. Layers: ExecutionStoreSqlite (the embedded
+ * default), ExecutionStorePostgres (several instances on one database), ExecutionStoreMemory
+ * (tests, embedding without a disk).
  */
-import { Context, type Effect, type Option } from "effect";
+import { Context, type Duration, type Effect, type Option } from "effect";
 import type { StoreError } from "../core/errors.js";
 import type {
   ErrorDetail,
@@ -39,11 +40,17 @@ export interface ExecutionStoreShape {
     after: ExecutionCursor | undefined,
   ) => Effect.Effect<ExecutionPage, StoreError>;
   /**
-   * Marks every execution not in a terminal state as INTERRUPTED (the process that ran them is
-   * gone), ending its open attempt and clearing next_attempt_time. Called once at start-up.
-   * Returns the ids it changed.
+   * Marks every execution not in a terminal state whose process is gone as INTERRUPTED, ending
+   * its open attempt and clearing next_attempt_time. Returns the ids it changed. Called at
+   * start-up, and every `recoverEvery` when the store sets it.
    */
   readonly interruptUnfinished: (now: number, error: ErrorDetail) => Effect.Effect<ReadonlyArray<string>, StoreError>;
+  /**
+   * Set by stores that several processes share: a process can die while others keep running, so
+   * its executions are looked for periodically, not only when this one starts. Unset: at
+   * start-up only (every unfinished row then belongs to a previous process).
+   */
+  readonly recoverEvery?: Duration.Duration;
   /** Deletes terminal executions that ended before the given time. Returns how many. */
   readonly prune: (endedBefore: number) => Effect.Effect<number, StoreError>;
 }

@@ -16,6 +16,11 @@ import { ExecutionStoreMemory } from "../../src/ports/memory/ExecutionStoreMemor
 import { AuditLoggerSqlite } from "../../src/ports/sqlite/AuditLoggerSqlite.js";
 import { ExecutionStoreSqlite } from "../../src/ports/sqlite/ExecutionStoreSqlite.js";
 import { SqliteDatabase } from "../../src/ports/sqlite/SqliteDatabase.js";
+import { PgDatabase } from "../../src/ports/postgres/PgDatabase.js";
+import { PgInstanceLayer } from "../../src/ports/postgres/PgInstance.js";
+import { ExecutionStorePostgres } from "../../src/ports/postgres/ExecutionStorePostgres.js";
+import { sharedPostgres, stopSharedPostgres } from "../support/postgres.js";
+import { afterAll } from "vitest";
 
 /** A directory that exists for the enclosing scope. */
 export const tempDir = Effect.acquireRelease(
@@ -28,6 +33,15 @@ export const freshDatabase: Layer.Layer<SqlClient.SqlClient, unknown> = Layer.un
   Effect.map(tempDir, (dir) => SqliteDatabase.layer(dir)),
 );
 
+/**
+ * A fresh, migrated database on this file's PostgreSQL server (started on first use, stopped
+ * after the file's tests).
+ */
+export const freshPostgres: Layer.Layer<SqlClient.SqlClient, unknown> = Layer.unwrapEffect(
+  Effect.promise(async () => PgDatabase.layer(await (await sharedPostgres()).createDatabase(), { maxConnections: 4 })),
+);
+afterAll(stopSharedPostgres);
+
 export interface Implementation<S> {
   readonly name: string;
   /** Built afresh for every test that provides it. */
@@ -37,6 +51,13 @@ export interface Implementation<S> {
 export const executionStores: ReadonlyArray<Implementation<ExecutionStore>> = [
   { name: "memory", layer: ExecutionStoreMemory },
   { name: "sqlite", layer: ExecutionStoreSqlite.pipe(Layer.provideMerge(freshDatabase)) },
+  {
+    name: "postgres",
+    // A 1 ms lease: under the test clock this instance's heartbeat is at 0, so by the times the
+    // suite recovers at, the instance counts as gone, as after a restart. Live instances are
+    // covered in postgres-store.test.ts.
+    layer: ExecutionStorePostgres.pipe(Layer.provide(PgInstanceLayer.layer({ lease: "1 millis" })), Layer.provideMerge(freshPostgres)),
+  },
 ];
 
 export const auditLoggers: ReadonlyArray<Implementation<AuditLogger>> = [
