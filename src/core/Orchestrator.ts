@@ -26,6 +26,7 @@ import {
   Stream,
 } from "effect";
 import { AuditLogger, type AuditEntry } from "../ports/AuditLogger.js";
+import { redactInput } from "./audit/redact.js";
 import { ExecutionStore } from "../ports/ExecutionStore.js";
 import { PolicyService, type PolicyContext } from "../ports/PolicyService.js";
 import { RateLimiter } from "../ports/RateLimiter.js";
@@ -270,7 +271,6 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           yield* store.update(l.record).pipe(Effect.catchAll(logStoreFailure("update")));
           const n = attempts.length;
           const r = l.record;
-          yield* emit(l, terminalKind(r));
           yield* auditExecution(l, {
             type: `EXECUTION_${state}`,
             details: {
@@ -279,6 +279,9 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
               ...(r.cancelReason === undefined ? {} : { reason: r.cancelReason }),
             },
           });
+          // The execution's audit events are committed before anyone learns how it ended.
+          yield* audit.flush;
+          yield* emit(l, terminalKind(r));
           yield* policy.record(l.policy, state, usage);
           live.delete(r.executionId);
           yield* CoreMetrics.executionEnded(r.operation, state);
@@ -579,7 +582,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       };
       live.set(executionId, l);
       yield* CoreMetrics.executionStarted;
-      yield* auditExecution(l, { type: "EXECUTION_ACCEPTED", details: { retry_policy: { ...record.retryPolicy, nonRetryableErrorTypes: [...record.retryPolicy.nonRetryableErrorTypes] }, timeout_ms: record.timeoutMs } });
+      yield* auditExecution(l, { type: "EXECUTION_ACCEPTED", details: { input: redactInput(cmd.input, op.sensitiveFields), retry_policy: { ...record.retryPolicy, nonRetryableErrorTypes: [...record.retryPolicy.nonRetryableErrorTypes] }, timeout_ms: record.timeoutMs } });
       const events = yield* follow(l, false);
       const run = runExecution(l, op, input).pipe(
         Effect.withSpan("Orchestrator.run", { attributes: { execution_id: executionId, operation: op.name }, ...(caller === undefined ? {} : { parent: caller }) }),
@@ -724,6 +727,18 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
 
       /** Executions running in this process now. */
       running: () => live.size,
+
+      /**
+       * The ended record of an execution, waiting for it if it runs in this process (without
+       * cancelling it when the waiter is interrupted); a stored record as it is otherwise
+       * (possibly not ended: it runs elsewhere); undefined if unknown. Used by the scheduler.
+       */
+      awaitEnd: (executionId: string): Effect.Effect<ExecutionRecord | undefined> =>
+        Effect.suspend(() => {
+          const l = live.get(executionId);
+          if (l !== undefined) return Effect.map(Deferred.await(l.done), (e) => e.record);
+          return store.get(executionId).pipe(Effect.map(Option.getOrUndefined), Effect.orElseSucceed(() => undefined));
+        }),
     };
   }),
 }) {}

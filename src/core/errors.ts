@@ -115,6 +115,40 @@ export class StoreError extends Data.TaggedError("StoreError")<{ readonly operat
   }
 }
 
+// The audit log (src/core/audit/AuditLog.ts).
+
+/** Subscribe from a position whose following events were pruned: resuming there would leave a gap. */
+export class AuditSequenceExpired extends Data.TaggedError("AuditSequenceExpired")<{
+  readonly afterSequence: number;
+  readonly earliestSequence: number;
+}> {
+  override get message() {
+    return `audit events after sequence ${this.afterSequence} are no longer retained; the earliest retained is ${this.earliestSequence}`;
+  }
+}
+
+/** Subscribe from a position beyond the newest event (e.g. a sequence from another log). */
+export class AuditSequenceAhead extends Data.TaggedError("AuditSequenceAhead")<{
+  readonly afterSequence: number;
+  readonly lastSequence: number;
+}> {
+  override get message() {
+    return `after_sequence ${this.afterSequence} is beyond the last audit event written (${this.lastSequence})`;
+  }
+}
+
+/** A subscriber fell too far behind the live events and was cut off; resume after lastSequence. */
+export class SubscriberTooSlow extends Data.TaggedError("SubscriberTooSlow")<{
+  readonly lastSequence: number;
+  readonly bufferSize: number;
+}> {
+  override get message() {
+    return `the subscriber fell more than ${this.bufferSize} events behind; resume with after_sequence ${this.lastSequence}`;
+  }
+}
+
+export type AuditError = AuditSequenceExpired | AuditSequenceAhead | SubscriberTooSlow;
+
 // Outcomes of a run, as the in-process execute() fails with them.
 
 /** A failure the operation declared non-retryable (or listed in non_retryable_error_types). */
@@ -178,3 +212,39 @@ export type StartError =
 
 /** How a run ends when it does not succeed. */
 export type RunError<E = unknown> = AttemptFailed<E> | RetriesExhausted<E> | Cancelled | DeadlineExceeded | Interrupted | BudgetExhausted;
+
+// Schedules (src/core/schedule/).
+
+export class ScheduleNotFound extends Data.TaggedError("ScheduleNotFound")<{ readonly scheduleId: string }> {
+  override get message() {
+    return `no schedule "${this.scheduleId}"`;
+  }
+}
+
+export class ScheduleAlreadyExists extends Data.TaggedError("ScheduleAlreadyExists")<{ readonly scheduleId: string }> {
+  override get message() {
+    return `a schedule "${this.scheduleId}" already exists`;
+  }
+}
+
+/** Optimistic concurrency: the schedule changed since the caller read the etag it sent. */
+export class EtagMismatch extends Data.TaggedError("EtagMismatch")<{ readonly scheduleId: string; readonly etag: string; readonly current: string }> {
+  override get message() {
+    return `schedule "${this.scheduleId}" has changed since etag ${this.etag} was read (now ${this.current}); get it again and retry`;
+  }
+}
+
+export class BackfillTooLarge extends Data.TaggedError("BackfillTooLarge")<{ readonly slotCount: number; readonly max: number }> {
+  override get message() {
+    return `the backfill window holds more than ${this.max} slots`;
+  }
+}
+
+/** A schedule RPC's request_id was used before, by the same principal, for a different request. */
+export class ScheduleRequestIdReused extends Data.TaggedError("ScheduleRequestIdReused")<{ readonly requestId: string; readonly method: string }> {
+  override get message() {
+    return `request_id "${this.requestId}" was already used for a different ${this.method} request`;
+  }
+}
+
+export type ScheduleError = ScheduleNotFound | ScheduleAlreadyExists | EtagMismatch | BackfillTooLarge | ScheduleRequestIdReused;

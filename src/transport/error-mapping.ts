@@ -5,15 +5,17 @@
 import { Cause, Option } from "effect";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import type {
+  AuditError,
   ExecutionAlreadyEnded,
   ExecutionNotFound,
   RunError,
+  ScheduleError,
   StartError,
 } from "../core/errors.js";
 import type { AuthError } from "../ports/AuthValidator.js";
 import { internalError, rpcError } from "./errors.js";
 
-export type CoreError = StartError | RunError | ExecutionNotFound | ExecutionAlreadyEnded | AuthError;
+export type CoreError = StartError | RunError | ExecutionNotFound | ExecutionAlreadyEnded | AuthError | ScheduleError | AuditError;
 
 export function toConnectError(e: CoreError): ConnectError {
   switch (e._tag) {
@@ -97,6 +99,45 @@ export function toConnectError(e: CoreError): ConnectError {
     }
     case "AuthUnavailable":
       return rpcError({ code: Code.Unavailable, message: e.message, reason: "AUTH_UNAVAILABLE" });
+    case "AuditSequenceExpired":
+      return rpcError({
+        code: Code.OutOfRange,
+        message: e.message,
+        reason: "AUDIT_SEQUENCE_EXPIRED",
+        metadata: { after_sequence: String(e.afterSequence), earliest_sequence: String(e.earliestSequence) },
+      });
+    case "AuditSequenceAhead":
+      return rpcError({
+        code: Code.OutOfRange,
+        message: e.message,
+        reason: "AUDIT_SEQUENCE_AHEAD",
+        metadata: { after_sequence: String(e.afterSequence), last_sequence: String(e.lastSequence) },
+      });
+    case "SubscriberTooSlow":
+      // The resume point travels in metadata, so that a client can reconnect losing nothing.
+      return rpcError({
+        code: Code.ResourceExhausted,
+        message: e.message,
+        reason: "SUBSCRIBER_TOO_SLOW",
+        metadata: { last_sequence: String(e.lastSequence), buffer_size: String(e.bufferSize) },
+      });
+    case "ScheduleNotFound":
+      return rpcError({ code: Code.NotFound, message: e.message, reason: "SCHEDULE_NOT_FOUND", metadata: { schedule_id: e.scheduleId } });
+    case "ScheduleAlreadyExists":
+      return rpcError({ code: Code.AlreadyExists, message: e.message, reason: "SCHEDULE_ALREADY_EXISTS", metadata: { schedule_id: e.scheduleId } });
+    case "EtagMismatch":
+      // AIP-154: a stale etag is ABORTED (the read-modify-write should be retried).
+      return rpcError({ code: Code.Aborted, message: e.message, reason: "ETAG_MISMATCH", metadata: { schedule_id: e.scheduleId, etag: e.current } });
+    case "BackfillTooLarge":
+      return rpcError({
+        code: Code.InvalidArgument,
+        message: e.message,
+        reason: "BACKFILL_TOO_LARGE",
+        metadata: { slot_count: String(e.slotCount), max: String(e.max) },
+        violations: [{ field: "end_time", description: e.message }],
+      });
+    case "ScheduleRequestIdReused":
+      return rpcError({ code: Code.AlreadyExists, message: e.message, reason: "REQUEST_ID_REUSED", metadata: { request_id: e.requestId, method: e.method } });
   }
 }
 

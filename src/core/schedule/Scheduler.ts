@@ -1,0 +1,1004 @@
+/**
+ * The scheduler: schedules' lifecycle (create … delete, pause/resume, trigger, backfill) and the
+ * timing engine that fires them.
+ *
+ * Timing engine. One background fiber asks the store for the schedules due now
+ * (`ScheduleStore.due`: the memory store's min-heap, an index on next_fire_time in SQL), fires
+ * them, then sleeps (Effect Clock, so TestClock drives it in tests) until the earliest next fire
+ * time, a local change (create, update, resume) or the poll interval — whichever comes first.
+ * The poll bounds how late a change made by another instance is seen. No timer per schedule, no
+ * scan per tick.
+ *
+ * Exactly once. Firing a schedule is (1) `advance`: a compare-and-set that moves its cursor
+ * (nextFireTime) past every due slot and, in the same transaction, inserts one claim per slot to
+ * run, keyed `cron:<slot>` (unique per schedule); (2) dispatching each claim: overlap policy,
+ * then Orchestrator.start as the owner; (3) settling the claim. Only one instance's advance wins
+ * a slot. A claim is leased: if its instance dies before settling it, another instance (or this
+ * one after a restart) takes the claim over once the lease has expired, first checking the
+ * execution store for an execution of that schedule and nominal time (the process may have died
+ * after starting it and before settling) — so the slot runs once, late, rather than never or
+ * twice.
+ *
+ * Overlap. A schedule's active runs (`running`) and waiting slots (`buffer`) are part of its
+ * record, written with the same compare-and-set, so every instance sees them. A running entry of
+ * another instance counts until its execution is seen ended in the store (or, for a start that
+ * never completed, until the lease passes). Runs end in the process that started them; that
+ * process starts the next buffered slot. CANCEL_OTHER cancels active runs of this process (the
+ * core can cancel only its own); a run in another instance is waited for.
+ *
+ * Catch-up. Slots that passed while no instance ran (or the engine lagged) are found when the
+ * schedule next comes due: those within policy.catchup_window run oldest first, through the
+ * overlap policy; older ones are counted missed and audited (SCHEDULE_MISSED), not run. Slots
+ * that pass while the schedule is paused are neither run nor counted (the contract's choice):
+ * pausing clears the cursor and resuming restarts it from the next slot after now.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import {
+  Cause,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FiberSet,
+  Layer,
+  Option,
+  PubSub,
+  Queue,
+  Schedule,
+  Stream,
+} from "effect";
+import { AuditLogger, type AuditEntry } from "../../ports/AuditLogger.js";
+import { ScheduleStore } from "../../ports/ScheduleStore.js";
+import {
+  BackfillTooLarge,
+  EtagMismatch,
+  InvalidInput,
+  PermissionDenied,
+  ScheduleAlreadyExists,
+  ScheduleNotFound,
+  ScheduleRequestIdReused,
+  type FieldViolation,
+  type StartError,
+  type StoreError,
+} from "../errors.js";
+import { isTerminal, type ErrorDetail, type ExecutionRecord, type Principal } from "../model.js";
+import { decodeInput, OperationRegistry, permissionOf } from "../operation.js";
+import { Orchestrator } from "../Orchestrator.js";
+import { OrchestratorConfig } from "../OrchestratorConfig.js";
+import { decodePageToken, encodePageToken, resolvePageSize } from "../paging.js";
+import { hasPermission } from "../permissions.js";
+import {
+  cronClaimId,
+  etagOf,
+  maxBackfillSlots,
+  maxBuffered,
+  maxRecentRuns,
+  type BufferedRun,
+  type Claim,
+  type OverlapPolicy,
+  type RunKind,
+  type RunningRun,
+  type ScheduleAction,
+  type ScheduleEvent,
+  type ScheduleEventKind,
+  type ScheduleFilter,
+  type SchedulePolicy,
+  type ScheduleRecord,
+  type ScheduleRun,
+  type ScheduleSpec,
+  type ScheduleState,
+} from "./model.js";
+import { compileSpec, jitterFor, type CompiledSpec } from "./spec.js";
+import { checkSpec, validateAction, validateNote, validatePolicy, validateRequestId, validateScheduleId, validateState } from "./validate.js";
+
+export interface SchedulerSettings {
+  /** This process, in claims and running entries. Random per process unless set. */
+  readonly instanceId: string;
+  /** How long a claimed slot stays with its instance before another may take it over. */
+  readonly leaseMs: number;
+  /** Longest sleep of the engine: how soon another instance's changes are seen. */
+  readonly pollMs: number;
+  /** Due schedules fetched per query. */
+  readonly batch: number;
+  /** How long a request_id is remembered. */
+  readonly requestTtlMs: number;
+}
+
+export class SchedulerConfig extends Context.Tag("orchestrator/SchedulerConfig")<SchedulerConfig, SchedulerSettings>() {
+  static layer(overrides: Partial<SchedulerSettings> = {}) {
+    return Layer.sync(SchedulerConfig, () => ({
+      instanceId: randomUUID(),
+      leaseMs: 30_000,
+      pollMs: 1_000,
+      batch: 512,
+      requestTtlMs: 24 * 3_600_000,
+      ...overrides,
+    }));
+  }
+}
+
+/** A schedule's definition as a caller gives it (defaults already applied by the transport). */
+export interface ScheduleInput {
+  readonly spec: ScheduleSpec;
+  readonly action: ScheduleAction;
+  readonly policy: SchedulePolicy;
+  readonly state: ScheduleState;
+}
+
+/** A schedule with what a reader sees beyond the record. */
+export interface ScheduleView {
+  readonly record: ScheduleRecord;
+  /** Up to 10 next cron fire times (nominal). */
+  readonly nextRunTimes: ReadonlyArray<number>;
+}
+
+export type UpdatePath =
+  | "spec"
+  | "action"
+  | "policy"
+  | `spec.${keyof ScheduleSpec}`
+  | `action.${keyof ScheduleAction}`
+  | `policy.${keyof SchedulePolicy}`
+  | "state.remainingRuns";
+
+export interface UpdateCommand {
+  readonly scheduleId: string;
+  readonly schedule: ScheduleInput;
+  /** Domain paths (the transport maps update_mask to these); empty = spec, action and policy. */
+  readonly paths: ReadonlyArray<UpdatePath>;
+  readonly etag?: string | undefined;
+  readonly requestId?: string | undefined;
+}
+
+export type TriggerOutcome = "STARTED" | "BUFFERED" | "SKIPPED";
+
+/** What dispatching one slot did. */
+type Dispatched =
+  | { readonly _tag: "Started"; readonly run: ScheduleRun }
+  | { readonly _tag: "Buffered"; readonly run: ScheduleRun }
+  | { readonly _tag: "Skipped"; readonly run: ScheduleRun }
+  | { readonly _tag: "StartFailed"; readonly run: ScheduleRun; readonly error: StartError }
+  | { readonly _tag: "Gone" };
+
+type Decision =
+  | { readonly _tag: "Start"; readonly slot: BufferedRun }
+  | { readonly _tag: "Buffer"; readonly cancel: ReadonlyArray<string>; readonly dropped: ReadonlyArray<BufferedRun> }
+  | { readonly _tag: "Skip" }
+  | { readonly _tag: "Gone" };
+
+const startErrorDetail = (e: StartError): ErrorDetail => {
+  const type =
+    e._tag === "PermissionDenied"
+      ? "PERMISSION_DENIED"
+      : e._tag === "PolicyDenied"
+        ? "POLICY_DENIED"
+        : e._tag === "RateLimited"
+          ? "RATE_LIMITED"
+          : e._tag === "BudgetExhausted"
+            ? "TOKEN_BUDGET_EXHAUSTED"
+            : e._tag === "OperationNotFound"
+              ? "OPERATION_NOT_FOUND"
+              : e._tag === "InvalidInput"
+                ? "INVALID_ARGUMENT"
+                : e._tag === "RateLimiterUnavailable"
+                  ? "RATE_LIMITER_UNAVAILABLE"
+                  : e._tag === "StoreError"
+                    ? "STORE_UNAVAILABLE"
+                    : "REQUEST_ID_REUSED";
+  return { type, message: e.message, retryable: e._tag === "RateLimited" || e._tag === "RateLimiterUnavailable" || e._tag === "StoreError" };
+};
+
+const stableJson = (v: unknown): string => {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .filter((k) => o[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
+};
+const fingerprint = (method: string, v: unknown) => createHash("sha256").update(method).update(stableJson(v)).digest("base64url");
+
+/** Limits the work of counting slots missed during a long downtime. */
+const maxSlotsScanned = 200_000;
+/** Individual MISSED watch events per catch-up (the count and the audit row cover the rest). */
+const maxMissedEvents = 100;
+
+export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Scheduler", {
+  scoped: Effect.gen(function* () {
+    const settings = yield* SchedulerConfig;
+    const core = yield* OrchestratorConfig;
+    const store = yield* ScheduleStore;
+    const audit = yield* AuditLogger;
+    const registry = yield* OperationRegistry;
+    const orchestrator = yield* Orchestrator;
+    const me = settings.instanceId;
+    const fibers = yield* FiberSet.make();
+    const events = yield* PubSub.sliding<ScheduleEvent>(4096);
+    const wake = yield* Queue.sliding<void>(1);
+    /** Runs of this process: claimId → executionId (undefined while starting). */
+    const local = new Map<string, string | undefined>();
+    const compiled = new Map<string, { readonly key: string; readonly spec: CompiledSpec }>();
+
+    const now = Clock.currentTimeMillis;
+    const signal = Queue.offer(wake, undefined).pipe(Effect.asVoid);
+    const publish = (scheduleId: string, kind: ScheduleEventKind) =>
+      Effect.flatMap(now, (time) => PubSub.publish(events, { scheduleId, time, kind }));
+
+    /** The compiled spec of a stored schedule (cached by its spec; a stored spec was valid when saved). */
+    const compiledOf = (r: ScheduleRecord): CompiledSpec => {
+      const key = JSON.stringify(r.spec);
+      const hit = compiled.get(r.scheduleId);
+      if (hit !== undefined && hit.key === key) return hit.spec;
+      const c = Either.getOrThrow(compileSpec(r.spec));
+      if (compiled.size >= 10_000) compiled.delete(compiled.keys().next().value!);
+      compiled.set(r.scheduleId, { key, spec: c });
+      return c;
+    };
+
+    const authorize = (principal: Principal, permission: string, scheduleId?: string, operation?: string) =>
+      Effect.gen(function* () {
+        const allowed = hasPermission(principal, permission, core.roles);
+        yield* audit.log({
+          type: allowed ? "AUTH_SUCCEEDED" : "AUTH_DENIED",
+          principal,
+          ...(scheduleId === undefined ? {} : { scheduleId }),
+          ...(operation === undefined ? {} : { operation }),
+          decision: allowed ? "ALLOW" : "DENY",
+          details: { permission },
+        });
+        if (!allowed) return yield* new PermissionDenied({ subject: principal.subject, permission });
+      });
+
+    const auditSchedule = (r: ScheduleRecord, entry: Omit<AuditEntry, "scheduleId" | "operation">) =>
+      audit.log({ ...entry, scheduleId: r.scheduleId, operation: r.action.operation, principal: entry.principal ?? r.owner });
+
+    /** Read-modify-write with compare-and-set on rev; `f` returns the new record (or none) and a result. */
+    const modify = <A>(scheduleId: string, f: (r: ScheduleRecord, now: number) => { readonly record?: ScheduleRecord | undefined; readonly result: A }) =>
+      Effect.gen(function* () {
+        for (;;) {
+          const found = yield* store.get(scheduleId);
+          if (Option.isNone(found)) return Option.none<A>();
+          const r = found.value;
+          const out = f(r, yield* now);
+          if (out.record === undefined) return Option.some(out.result);
+          if (yield* store.replace({ ...out.record, rev: r.rev + 1 }, r.rev)) return Option.some(out.result);
+        }
+      });
+
+    const nextRunTimes = (r: ScheduleRecord): number[] => {
+      if (r.state.paused || r.nextFireTime === undefined) return [];
+      const limit = Math.min(10, r.state.remainingRuns ?? 10);
+      const c = compiledOf(r);
+      const out: number[] = [];
+      for (let t: number | undefined = r.nextFireTime; t !== undefined && out.length < limit; t = c.next(t)) out.push(t);
+      return out;
+    };
+    const view = (r: ScheduleRecord): ScheduleView => ({ record: r, nextRunTimes: nextRunTimes(r) });
+
+    const getVisible = (principal: Principal, scheduleId: string) =>
+      Effect.gen(function* () {
+        const found = yield* store.get(scheduleId);
+        // Another tenant's schedule is indistinguishable from a missing one.
+        if (Option.isNone(found) || found.value.owner.tenant !== principal.tenant) return yield* new ScheduleNotFound({ scheduleId });
+        return found.value;
+      });
+
+    /** Runs `run` once per (principal, request_id); a repeat returns the stored response. */
+    const idempotent = <A, E, R>(
+      principal: Principal,
+      requestId: string | undefined,
+      method: string,
+      request: unknown,
+      run: Effect.Effect<A, E, R>,
+    ): Effect.Effect<A, E | ScheduleRequestIdReused | StoreError | InvalidInput, R> =>
+      Effect.gen(function* () {
+        const bad = validateRequestId(requestId);
+        if (bad.length > 0) return yield* new InvalidInput({ violations: bad });
+        if (requestId === undefined || requestId === "") return yield* run;
+        const fp = fingerprint(method, request);
+        const t = yield* now;
+        const found = yield* store.findRequest(principal.subject, requestId);
+        if (Option.isSome(found) && t - found.value.time < settings.requestTtlMs) {
+          if (found.value.fingerprint !== fp) return yield* new ScheduleRequestIdReused({ requestId, method });
+          return JSON.parse(found.value.response) as A;
+        }
+        const a = yield* run;
+        yield* store.saveRequest(principal.subject, requestId, { fingerprint: fp, response: JSON.stringify(a ?? null), time: t });
+        return a;
+      });
+
+    /** Everything about an action that needs the registry: the operation, its input, the owner's right to run it. */
+    const checkAction = (owner: Principal, action: ScheduleAction, prefix: string, scheduleId: string) =>
+      Effect.gen(function* () {
+        const bad = validateAction(action, prefix, core.maxTimeoutMs, core.maxInputBytes);
+        if (bad.length > 0) return yield* new InvalidInput({ violations: bad });
+        const op = yield* registry.get(action.operation);
+        yield* authorize(owner, permissionOf(op), scheduleId, op.name);
+        yield* decodeInput(op, action.input).pipe(
+          Effect.mapError((e) => new InvalidInput({ violations: e.violations.map((v) => ({ ...v, field: `${prefix}.${v.field}` })) })),
+        );
+      });
+
+    const checkDefinition = (s: ScheduleInput, prefix: string) =>
+      Effect.gen(function* () {
+        const v: FieldViolation[] = [...validatePolicy(s.policy, `${prefix}.policy`), ...validateState(s.state, `${prefix}.state`)];
+        const spec = checkSpec(s.spec, `${prefix}.spec`);
+        if (Either.isLeft(spec)) v.push(...spec.left);
+        if (v.length > 0) return yield* new InvalidInput({ violations: v });
+        return Either.getOrThrow(spec);
+      });
+
+    // ---- firing -------------------------------------------------------------------------------
+
+    /** Running entries whose run is over: ended in the store, or a start that never completed. */
+    const staleRunning = (r: ScheduleRecord, t: number) =>
+      Effect.gen(function* () {
+        const stale = new Set<string>();
+        for (const e of r.running) {
+          if (e.instanceId === me) {
+            if (!local.has(e.claimId)) stale.add(e.claimId); // this process no longer runs it
+          } else if (e.executionId === undefined) {
+            if (t - e.since > settings.leaseMs) stale.add(e.claimId);
+          } else {
+            const rec = yield* orchestrator.awaitEnd(e.executionId);
+            if (rec === undefined || isTerminal(rec.state)) stale.add(e.claimId);
+          }
+        }
+        return stale;
+      });
+
+    const decide = (r: ScheduleRecord, slot: BufferedRun, overlap: OverlapPolicy, stale: ReadonlySet<string>, t: number): { record: ScheduleRecord; decision: Decision } => {
+      const running = r.running.filter((e) => !stale.has(e.claimId));
+      const placeholder = (s: BufferedRun): RunningRun => ({ claimId: s.claimId, nominalTime: s.nominalTime, kind: s.kind, instanceId: me, since: t });
+      if (running.length === 0 && r.buffer.length === 0) {
+        return { record: { ...r, running: [placeholder(slot)] }, decision: { _tag: "Start", slot } };
+      }
+      if (running.length === 0) {
+        // Slots already wait (their starter died): the oldest goes first, this one queues.
+        const [head, ...rest] = r.buffer;
+        return { record: { ...r, running: [placeholder(head!)], buffer: [...rest, slot] }, decision: { _tag: "Start", slot: head! } };
+      }
+      switch (overlap) {
+        case "ALLOW_ALL":
+          return { record: { ...r, running: [...running, placeholder(slot)] }, decision: { _tag: "Start", slot } };
+        case "SKIP":
+          return { record: { ...r, running, overlapSkippedCount: r.overlapSkippedCount + 1 }, decision: { _tag: "Skip" } };
+        case "BUFFER_ONE":
+          return r.buffer.length >= 1
+            ? { record: { ...r, running, overlapSkippedCount: r.overlapSkippedCount + 1 }, decision: { _tag: "Skip" } }
+            : { record: { ...r, running, buffer: [slot] }, decision: { _tag: "Buffer", cancel: [], dropped: [] } };
+        case "BUFFER_ALL":
+          return r.buffer.length >= maxBuffered
+            ? { record: { ...r, running, overlapSkippedCount: r.overlapSkippedCount + 1 }, decision: { _tag: "Skip" } }
+            : { record: { ...r, running, buffer: [...r.buffer, slot] }, decision: { _tag: "Buffer", cancel: [], dropped: [] } };
+        case "CANCEL_OTHER": {
+          // The newest slot wins: earlier waiting slots are dropped (counted as skipped).
+          const cancel = running.flatMap((e) => (e.instanceId === me && e.executionId !== undefined ? [e.executionId] : []));
+          return {
+            record: { ...r, running, buffer: [slot], overlapSkippedCount: r.overlapSkippedCount + r.buffer.length },
+            decision: { _tag: "Buffer", cancel, dropped: r.buffer },
+          };
+        }
+      }
+    };
+
+    /** Starts one slot whose running placeholder is written; records the outcome. */
+    const startRun = (scheduleId: string, slot: BufferedRun): Effect.Effect<Dispatched, StoreError> =>
+      Effect.gen(function* () {
+        local.set(slot.claimId, undefined);
+        const found = yield* store.get(scheduleId);
+        if (Option.isNone(found)) {
+          local.delete(slot.claimId);
+          return { _tag: "Gone" } as const;
+        }
+        const r = found.value;
+        const a = r.action;
+        if (slot.kind === "CRON" && r.state.remainingRuns === 0) {
+          // Out of runs while it waited: dropped.
+          local.delete(slot.claimId);
+          yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
+          yield* store.settleClaim(scheduleId, slot.claimId, "SKIPPED", undefined);
+          return { _tag: "Skipped", run: { nominalTime: slot.nominalTime, kind: slot.kind } } as const;
+        }
+        const exit = yield* orchestrator
+          .executeStream(
+            {
+              operation: a.operation,
+              input: a.input,
+              principal: r.owner,
+              retry: a.retry,
+              timeoutMs: a.timeoutMs,
+              attemptTimeoutMs: a.attemptTimeoutMs,
+              labels: a.labels,
+              scheduleId,
+              nominalTime: slot.nominalTime,
+            },
+            { detach: true },
+          )
+          .pipe(Stream.runHead, Effect.exit);
+        const t = yield* now;
+        if (Exit.isFailure(exit) || Option.isNone(exit.value)) {
+          local.delete(slot.claimId);
+          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none();
+          if (Exit.isFailure(exit) && Option.isNone(failure)) yield* Effect.logError("schedule: starting a run failed", exit.cause);
+          const error: ErrorDetail = Option.isSome(failure)
+            ? startErrorDetail(failure.value)
+            : { type: "INTERNAL", message: "the run could not be started", retryable: false };
+          const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, error };
+          yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
+          yield* store.settleClaim(scheduleId, slot.claimId, "FAILED", undefined);
+          yield* auditSchedule(r, { type: "SCHEDULE_SKIPPED", decision: "DENY", reason: error.message, details: { nominal_time: slot.nominalTime, kind: slot.kind, error_type: error.type } });
+          yield* publish(scheduleId, { _tag: "Skipped", run });
+          yield* pumpLater(scheduleId);
+          return Option.isSome(failure) ? ({ _tag: "StartFailed", run, error: failure.value } as const) : ({ _tag: "Skipped", run } as const);
+        }
+        const accepted = exit.value.value;
+        const executionId = accepted.executionId;
+        local.set(slot.claimId, executionId);
+        const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, actualTime: t, executionId, state: accepted.kind._tag === "Accepted" ? accepted.kind.execution.state : "PENDING" };
+        yield* modify(scheduleId, (cur) => {
+          const remaining = slot.kind === "CRON" && cur.state.remainingRuns !== undefined ? Math.max(0, cur.state.remainingRuns - 1) : cur.state.remainingRuns;
+          return {
+            record: {
+              ...cur,
+              running: cur.running.some((e) => e.claimId === slot.claimId)
+                ? cur.running.map((e) => (e.claimId === slot.claimId ? { ...e, executionId } : e))
+                : [...cur.running, { claimId: slot.claimId, nominalTime: slot.nominalTime, kind: slot.kind, instanceId: me, since: t, executionId }],
+              runCount: cur.runCount + 1,
+              recentRuns: [run, ...cur.recentRuns].slice(0, maxRecentRuns),
+              state: { ...cur.state, remainingRuns: remaining },
+              ...(remaining === 0 ? { nextFireTime: undefined } : {}),
+            },
+            result: undefined,
+          };
+        });
+        yield* store.settleClaim(scheduleId, slot.claimId, "STARTED", executionId);
+        yield* audit.log({
+          type: "SCHEDULE_FIRED",
+          principal: r.owner,
+          operation: a.operation,
+          scheduleId,
+          executionId,
+          details: { nominal_time: slot.nominalTime, actual_time: t, kind: slot.kind },
+        });
+        yield* publish(scheduleId, { _tag: "Fired", run });
+        yield* FiberSet.run(fibers, orchestrator.awaitEnd(executionId).pipe(Effect.flatMap((rec) => runEnded(scheduleId, slot, executionId, rec))));
+        return { _tag: "Started", run } as const;
+      });
+
+    /** A run of this process ended: update the record, maybe pause, start what waits. */
+    const runEnded = (scheduleId: string, slot: BufferedRun, executionId: string, rec: ExecutionRecord | undefined) =>
+      Effect.gen(function* () {
+        local.delete(slot.claimId);
+        const state = rec?.state ?? "INTERRUPTED";
+        const failed = state === "FAILED" || state === "TIMED_OUT";
+        const ended = yield* modify(scheduleId, (cur) => {
+          const pause = failed && cur.policy.pauseOnFailure && !cur.state.paused;
+          return {
+            record: {
+              ...cur,
+              running: cur.running.filter((e) => e.claimId !== slot.claimId),
+              recentRuns: cur.recentRuns.map((x) => (x.executionId === executionId ? { ...x, state, ...(rec?.error === undefined ? {} : { error: rec.error }) } : x)),
+              ...(pause
+                ? {
+                    state: { ...cur.state, paused: true, note: `paused: execution ${executionId} ended ${state}` },
+                    nextFireTime: undefined,
+                    version: cur.version + 1,
+                    updateTime: Math.max(cur.updateTime, rec?.endTime ?? cur.updateTime),
+                  }
+                : {}),
+            },
+            result: { pause, record: cur },
+          };
+        });
+        if (Option.isNone(ended)) return;
+        const run: ScheduleRun = {
+          nominalTime: slot.nominalTime,
+          kind: slot.kind,
+          executionId,
+          state,
+          ...(rec?.startTime === undefined ? {} : { actualTime: rec.startTime }),
+          ...(rec?.error === undefined ? {} : { error: rec.error }),
+        };
+        yield* publish(scheduleId, { _tag: "RunEnded", run });
+        if (ended.value.pause) {
+          yield* auditSchedule(ended.value.record, { type: "SCHEDULE_PAUSED", reason: `execution ${executionId} ended ${state}`, details: { pause_on_failure: true, execution_id: executionId } });
+        }
+        yield* pump(scheduleId);
+      }).pipe(Effect.catchAll((e) => Effect.logError("schedule: recording a run's end failed", e)));
+
+    /** Starts the oldest waiting slot when nothing runs. */
+    const pump = (scheduleId: string): Effect.Effect<void, StoreError> =>
+      Effect.gen(function* () {
+        const found = yield* store.get(scheduleId);
+        if (Option.isNone(found) || found.value.buffer.length === 0) return;
+        const t0 = yield* now;
+        const stale = yield* staleRunning(found.value, t0);
+        const picked = yield* modify(scheduleId, (cur, t) => {
+          const running = cur.running.filter((e) => !stale.has(e.claimId));
+          if (running.length > 0 || cur.buffer.length === 0) return { record: running.length === cur.running.length ? undefined : { ...cur, running }, result: undefined };
+          const [head, ...rest] = cur.buffer;
+          return {
+            record: { ...cur, running: [{ claimId: head!.claimId, nominalTime: head!.nominalTime, kind: head!.kind, instanceId: me, since: t }], buffer: rest },
+            result: head,
+          };
+        });
+        if (Option.isSome(picked) && picked.value !== undefined) yield* startRun(scheduleId, picked.value);
+      });
+    const pumpLater = (scheduleId: string) => FiberSet.run(fibers, pump(scheduleId).pipe(Effect.catchAll((e) => Effect.logError("schedule: pump failed", e))));
+
+    /** Dispatches one claimed slot through the overlap policy. */
+    const dispatch = (claim: Claim, takenOver: boolean): Effect.Effect<Dispatched, StoreError> =>
+      Effect.gen(function* () {
+        const slot: BufferedRun = { claimId: claim.claimId, nominalTime: claim.nominalTime, kind: claim.kind };
+        if (takenOver) {
+          // Its instance may have died after starting the execution but before settling.
+          const existing = yield* findExecution(claim);
+          if (existing !== undefined) {
+            yield* store.settleClaim(claim.scheduleId, claim.claimId, "STARTED", existing);
+            return { _tag: "Started", run: { nominalTime: claim.nominalTime, kind: claim.kind, executionId: existing } } as const;
+          }
+        }
+        const found = yield* store.get(claim.scheduleId);
+        if (Option.isNone(found)) {
+          yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
+          return { _tag: "Gone" } as const;
+        }
+        const stale = yield* staleRunning(found.value, yield* now);
+        const decided = yield* modify(claim.scheduleId, (cur, t) => {
+          const out = decide(cur, slot, claim.overlap ?? cur.policy.overlap, stale, t);
+          return { record: out.record, result: out };
+        });
+        if (Option.isNone(decided)) {
+          yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
+          return { _tag: "Gone" } as const;
+        }
+        const d = decided.value.decision;
+        const r = decided.value.record;
+        const run: ScheduleRun = { nominalTime: claim.nominalTime, kind: claim.kind };
+        switch (d._tag) {
+          case "Start": {
+            if (d.slot.claimId !== slot.claimId) {
+              // An older waiting slot started instead; this one waits.
+              yield* store.settleClaim(claim.scheduleId, claim.claimId, "BUFFERED", undefined);
+              yield* publish(claim.scheduleId, { _tag: "Buffered", run });
+              yield* startRun(claim.scheduleId, d.slot);
+              return { _tag: "Buffered", run } as const;
+            }
+            return yield* startRun(claim.scheduleId, slot);
+          }
+          case "Buffer": {
+            yield* store.settleClaim(claim.scheduleId, claim.claimId, "BUFFERED", undefined);
+            yield* publish(claim.scheduleId, { _tag: "Buffered", run });
+            for (const dropped of d.dropped) {
+              yield* auditSchedule(r, { type: "SCHEDULE_SKIPPED", reason: "overlap policy CANCEL_OTHER: a newer slot replaced it", details: { nominal_time: dropped.nominalTime, kind: dropped.kind, overlap_policy: "CANCEL_OTHER" } });
+              yield* publish(claim.scheduleId, { _tag: "Skipped", run: { nominalTime: dropped.nominalTime, kind: dropped.kind } });
+            }
+            for (const executionId of d.cancel) {
+              yield* FiberSet.run(
+                fibers,
+                orchestrator.cancel(r.owner, executionId, `cancelled by schedule ${claim.scheduleId}: overlap policy CANCEL_OTHER`).pipe(Effect.ignore),
+              );
+            }
+            return { _tag: "Buffered", run } as const;
+          }
+          case "Skip": {
+            yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
+            const overlap = claim.overlap ?? r.policy.overlap;
+            yield* auditSchedule(r, { type: "SCHEDULE_SKIPPED", reason: `overlap policy ${overlap}: an earlier run is still active`, details: { nominal_time: claim.nominalTime, kind: claim.kind, overlap_policy: overlap } });
+            yield* publish(claim.scheduleId, { _tag: "Skipped", run });
+            return { _tag: "Skipped", run } as const;
+          }
+          case "Gone":
+            return { _tag: "Gone" } as const;
+        }
+      }) as Effect.Effect<Dispatched, StoreError>;
+
+    const findExecution = (claim: Claim) =>
+      Effect.gen(function* () {
+        const r = yield* store.get(claim.scheduleId);
+        if (Option.isNone(r)) return undefined;
+        const page = yield* orchestrator
+          .list(r.value.owner, { filter: { scheduleId: claim.scheduleId }, order: "CREATE_TIME_DESCENDING", pageSize: 1000 })
+          .pipe(Effect.orElseSucceed(() => ({ executions: [] as ReadonlyArray<ExecutionRecord>, nextPageToken: "" })));
+        return page.executions.find((e) => e.nominalTime === claim.nominalTime)?.executionId;
+      });
+
+    /** A due schedule: advance its cursor past every due slot, claiming those to run; then dispatch them. */
+    const fireDue = (scheduleId: string, t: number) =>
+      Effect.gen(function* () {
+        for (;;) {
+          const found = yield* store.get(scheduleId);
+          if (Option.isNone(found)) return;
+          const r = found.value;
+          if (r.nextFireTime === undefined || r.nextFireTime > t) return;
+          const c = compiledOf(r);
+          const runnable: number[] = [];
+          const missed: number[] = [];
+          let missedCount = 0;
+          let cursor: number | undefined = r.nextFireTime;
+          let scanned = 0;
+          while (cursor !== undefined && cursor <= t && scanned < maxSlotsScanned) {
+            const chunk = c.between(cursor, t, 1000);
+            for (const s of chunk.times) {
+              if (t - s > r.policy.catchupWindowMs) {
+                missedCount++;
+                if (missed.length < maxMissedEvents) missed.push(s);
+              } else runnable.push(s);
+            }
+            scanned += chunk.times.length;
+            const last = chunk.times.at(-1);
+            cursor = chunk.truncated && last !== undefined ? c.next(last) : undefined;
+          }
+          // After a very long downtime, slots beyond the scan are skipped uncounted.
+          const remaining = r.state.remainingRuns;
+          const toRun = remaining === undefined ? runnable : runnable.slice(0, remaining);
+          const next = remaining === 0 ? undefined : c.next(t);
+          const jitterMax = r.spec.jitterMs ?? 0;
+          const claims: Claim[] = toRun.map((s) => ({
+            scheduleId,
+            claimId: cronClaimId(s),
+            nominalTime: s,
+            kind: "CRON",
+            instanceId: me,
+            leaseUntil: t + settings.leaseMs + jitterMax,
+          }));
+          const advanced = { ...r, rev: r.rev + 1, nextFireTime: next, missedCount: r.missedCount + missedCount };
+          if (!(yield* store.advance(advanced, r.rev, claims))) continue; // changed under us: re-read
+          if (missedCount > 0) {
+            yield* auditSchedule(r, {
+              type: "SCHEDULE_MISSED",
+              reason: `${missedCount} slot(s) older than the catch-up window of ${r.policy.catchupWindowMs} ms were not run`,
+              details: { count: missedCount, first: missed[0] ?? null, last: missed.at(-1) ?? null },
+            });
+            for (const s of missed) yield* publish(scheduleId, { _tag: "Missed", run: { nominalTime: s, kind: "CRON" } });
+          }
+          for (const claim of claims) {
+            const after = c.next(claim.nominalTime);
+            const delay = claim.nominalTime + jitterFor(scheduleId, claim.nominalTime, jitterMax, after) - t;
+            const go = dispatch(claim, false).pipe(Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)));
+            // Jittered slots wait in their own fiber; the lease covers the wait.
+            if (delay > 0) yield* FiberSet.run(fibers, Effect.zipRight(Effect.sleep(Duration.millis(delay)), go));
+            else yield* go;
+          }
+          if (r.buffer.length > 0 && claims.length === 0) yield* pumpLater(scheduleId);
+          return;
+        }
+      });
+
+    // ---- the engine ---------------------------------------------------------------------------
+
+    const engine = Effect.gen(function* () {
+      for (;;) {
+        const t = yield* now;
+        const ids = yield* store.due(t, settings.batch);
+        yield* Effect.forEach(ids, (id) => fireDue(id, t).pipe(Effect.catchAll((e) => Effect.logError(`schedule ${id}: firing failed`, e))), {
+          concurrency: 16,
+          discard: true,
+        });
+        if (ids.length >= settings.batch) continue;
+        const earliest = yield* store.earliest();
+        const t2 = yield* now;
+        const wait = Option.match(earliest, { onNone: () => settings.pollMs, onSome: (e) => Math.min(Math.max(0, e - t2), settings.pollMs) });
+        if (wait > 0) yield* Effect.raceFirst(Effect.sleep(Duration.millis(wait)), Queue.take(wake));
+        else yield* Queue.poll(wake);
+      }
+    });
+    yield* engine.pipe(
+      Effect.catchAllCause((cause) => Effect.logError("scheduler engine failed; restarting", cause).pipe(Effect.zipRight(Effect.sleep(Duration.seconds(1))))),
+      Effect.forever,
+      Effect.forkScoped,
+    );
+
+    // Claims whose instance died (or stalled past its lease) are taken over and dispatched.
+    yield* Effect.gen(function* () {
+      const t = yield* now;
+      const taken = yield* store.takeExpiredClaims(t, me, t + settings.leaseMs, 100);
+      for (const claim of taken) {
+        yield* Effect.logWarning(`schedule ${claim.scheduleId}: taking over slot ${new Date(claim.nominalTime).toISOString()} from an expired lease`);
+        yield* dispatch(claim, true).pipe(Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)));
+      }
+    }).pipe(
+      Effect.catchAll((e) => Effect.logError("schedule: lease sweep failed", e)),
+      Effect.repeat(Schedule.spaced(Duration.millis(Math.max(100, Math.floor(settings.leaseMs / 3))))),
+      Effect.forkScoped,
+    );
+
+    // ---- the API ------------------------------------------------------------------------------
+
+    const create = (principal: Principal, cmd: { readonly scheduleId: string; readonly schedule: ScheduleInput; readonly requestId?: string | undefined }) =>
+      idempotent(
+        principal,
+        cmd.requestId,
+        "CreateSchedule",
+        cmd,
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:write", cmd.scheduleId === "" ? undefined : cmd.scheduleId);
+          const scheduleId = cmd.scheduleId === "" ? `s-${randomUUID().replaceAll("-", "").slice(0, 20)}` : cmd.scheduleId;
+          const idBad = validateScheduleId(scheduleId, "schedule_id");
+          if (idBad.length > 0) return yield* new InvalidInput({ violations: idBad });
+          const c = yield* checkDefinition(cmd.schedule, "schedule");
+          yield* checkAction(principal, cmd.schedule.action, "schedule.action", scheduleId);
+          const t = yield* now;
+          const s = cmd.schedule;
+          const record: ScheduleRecord = {
+            scheduleId,
+            spec: s.spec,
+            action: s.action,
+            policy: s.policy,
+            state: s.state,
+            owner: principal,
+            createTime: t,
+            updateTime: t,
+            version: 1,
+            rev: 1,
+            nextFireTime: s.state.paused || s.state.remainingRuns === 0 ? undefined : c.next(t),
+            runCount: 0,
+            missedCount: 0,
+            overlapSkippedCount: 0,
+            recentRuns: [],
+            running: [],
+            buffer: [],
+          };
+          if (!(yield* store.insert(record))) return yield* new ScheduleAlreadyExists({ scheduleId });
+          yield* auditSchedule(record, { type: "SCHEDULE_CREATED", principal, details: { cron: [...s.spec.cronExpressions], time_zone: s.spec.timeZone, paused: s.state.paused } });
+          yield* signal;
+          return view(record);
+        }),
+      );
+
+    const checkEtag = (r: ScheduleRecord, etag: string | undefined) =>
+      etag === undefined || etag === "" || etag === etagOf(r) ? Effect.void : Effect.fail(new EtagMismatch({ scheduleId: r.scheduleId, etag, current: etagOf(r) }));
+
+    const applyPaths = (cur: ScheduleRecord, input: ScheduleInput, paths: ReadonlyArray<UpdatePath>) => {
+      let spec = cur.spec;
+      let action = cur.action;
+      let policy = cur.policy;
+      let state = cur.state;
+      for (const p of paths.length === 0 ? (["spec", "action", "policy"] as const) : paths) {
+        if (p === "spec") spec = input.spec;
+        else if (p === "action") action = input.action;
+        else if (p === "policy") policy = input.policy;
+        else if (p === "state.remainingRuns") state = { ...state, remainingRuns: input.state.remainingRuns };
+        else {
+          const [head, field] = p.split(".") as [string, string];
+          if (head === "spec") spec = { ...spec, [field]: (input.spec as unknown as Record<string, unknown>)[field] };
+          else if (head === "action") action = { ...action, [field]: (input.action as unknown as Record<string, unknown>)[field] };
+          else policy = { ...policy, [field]: (input.policy as unknown as Record<string, unknown>)[field] };
+        }
+      }
+      return { spec, action, policy, state };
+    };
+
+    const update = (principal: Principal, cmd: UpdateCommand) =>
+      idempotent(
+        principal,
+        cmd.requestId,
+        "UpdateSchedule",
+        cmd,
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:write", cmd.scheduleId);
+          const cur0 = yield* getVisible(principal, cmd.scheduleId);
+          yield* checkEtag(cur0, cmd.etag);
+          const next0 = applyPaths(cur0, cmd.schedule, cmd.paths);
+          yield* checkDefinition(next0, "schedule");
+          if (JSON.stringify(next0.action) !== JSON.stringify(cur0.action)) {
+            // The owner runs it; the caller must be allowed to run it too.
+            yield* checkAction(cur0.owner, next0.action, "schedule.action", cur0.scheduleId);
+            if (principal.subject !== cur0.owner.subject) yield* checkAction(principal, next0.action, "schedule.action", cur0.scheduleId);
+          }
+          for (;;) {
+            const cur = yield* getVisible(principal, cmd.scheduleId);
+            yield* checkEtag(cur, cmd.etag);
+            const n = applyPaths(cur, cmd.schedule, cmd.paths);
+            const t = yield* now;
+            const c = Either.getOrThrow(compileSpec(n.spec));
+            const specChanged = JSON.stringify(n.spec) !== JSON.stringify(cur.spec);
+            const runsChanged = n.state.remainingRuns !== cur.state.remainingRuns;
+            const nextFireTime =
+              n.state.paused || n.state.remainingRuns === 0 ? undefined : specChanged || runsChanged || cur.nextFireTime === undefined ? c.next(t) : cur.nextFireTime;
+            const record: ScheduleRecord = { ...cur, ...n, nextFireTime, version: cur.version + 1, rev: cur.rev + 1, updateTime: t };
+            if (yield* store.replace(record, cur.rev)) {
+              yield* auditSchedule(record, { type: "SCHEDULE_UPDATED", principal, details: { paths: cmd.paths.length === 0 ? ["spec", "action", "policy"] : [...cmd.paths] } });
+              yield* signal;
+              return view(record);
+            }
+          }
+        }),
+      );
+
+    const setPaused = (principal: Principal, scheduleId: string, paused: boolean, note: string, requestId: string | undefined) =>
+      idempotent(
+        principal,
+        requestId,
+        paused ? "PauseSchedule" : "ResumeSchedule",
+        { scheduleId, note },
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:write", scheduleId);
+          const bad = validateNote(note, "note");
+          if (bad.length > 0) return yield* new InvalidInput({ violations: bad });
+          yield* getVisible(principal, scheduleId);
+          const text = note === "" ? (paused ? "paused" : "resumed") : note;
+          const out = yield* modify(scheduleId, (cur, t) => {
+            const nextFireTime = paused || cur.state.remainingRuns === 0 ? undefined : cur.state.paused || cur.nextFireTime === undefined ? compiledOf(cur).next(t) : cur.nextFireTime;
+            const record: ScheduleRecord = { ...cur, state: { ...cur.state, paused, note: text }, nextFireTime, version: cur.version + 1, updateTime: t };
+            return { record, result: { ...record, rev: cur.rev + 1 } };
+          });
+          if (Option.isNone(out)) return yield* new ScheduleNotFound({ scheduleId });
+          yield* auditSchedule(out.value, { type: paused ? "SCHEDULE_PAUSED" : "SCHEDULE_RESUMED", principal, reason: text });
+          yield* signal;
+          return view(out.value);
+        }),
+      );
+
+    const remove = (principal: Principal, cmd: { readonly scheduleId: string; readonly etag?: string | undefined; readonly allowMissing: boolean; readonly requestId?: string | undefined }) =>
+      idempotent(
+        principal,
+        cmd.requestId,
+        "DeleteSchedule",
+        cmd,
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:write", cmd.scheduleId);
+          const found = yield* getVisible(principal, cmd.scheduleId).pipe(
+            Effect.map(Option.some),
+            Effect.catchTag("ScheduleNotFound", (e) => (cmd.allowMissing ? Effect.succeed(Option.none<ScheduleRecord>()) : Effect.fail(e))),
+          );
+          if (Option.isNone(found)) return null;
+          yield* checkEtag(found.value, cmd.etag);
+          if (!(yield* store.remove(cmd.scheduleId)) && !cmd.allowMissing) return yield* new ScheduleNotFound({ scheduleId: cmd.scheduleId });
+          compiled.delete(cmd.scheduleId);
+          yield* auditSchedule(found.value, { type: "SCHEDULE_DELETED", principal, details: { dropped_buffered: found.value.buffer.length } });
+          yield* publish(cmd.scheduleId, { _tag: "Deleted" });
+          return null;
+        }),
+      );
+
+    const trigger = (principal: Principal, cmd: { readonly scheduleId: string; readonly overlap?: OverlapPolicy | undefined; readonly requestId?: string | undefined }) =>
+      idempotent(
+        principal,
+        cmd.requestId,
+        "TriggerSchedule",
+        cmd,
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:write", cmd.scheduleId);
+          yield* getVisible(principal, cmd.scheduleId);
+          const t = yield* now;
+          const claim: Claim = { scheduleId: cmd.scheduleId, claimId: `trigger:${randomUUID()}`, nominalTime: t, kind: "TRIGGER", overlap: cmd.overlap, instanceId: me, leaseUntil: t + settings.leaseMs };
+          yield* store.claim(claim);
+          const d = yield* dispatch(claim, false);
+          switch (d._tag) {
+            case "Gone":
+              return yield* new ScheduleNotFound({ scheduleId: cmd.scheduleId });
+            case "StartFailed":
+              return yield* Effect.fail(d.error);
+            case "Started":
+              return { outcome: "STARTED" as TriggerOutcome, run: d.run };
+            case "Buffered":
+              return { outcome: "BUFFERED" as TriggerOutcome, run: d.run };
+            case "Skipped":
+              return { outcome: "SKIPPED" as TriggerOutcome, run: d.run };
+          }
+        }),
+      );
+
+    const backfill = (
+      principal: Principal,
+      cmd: { readonly scheduleId: string; readonly startTime: number; readonly endTime: number; readonly overlap?: OverlapPolicy | undefined; readonly requestId?: string | undefined },
+    ) =>
+      idempotent(
+        principal,
+        cmd.requestId,
+        "BackfillSchedule",
+        cmd,
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:write", cmd.scheduleId);
+          const t = yield* now;
+          const v: FieldViolation[] = [];
+          if (cmd.endTime <= cmd.startTime) v.push({ field: "end_time", description: "must be after start_time" });
+          if (cmd.endTime > t) v.push({ field: "end_time", description: "must not be in the future" });
+          if (v.length > 0) return yield* new InvalidInput({ violations: v });
+          const r = yield* getVisible(principal, cmd.scheduleId);
+          const slots = compiledOf(r).between(cmd.startTime, cmd.endTime - 1, maxBackfillSlots); // end exclusive
+          if (slots.truncated) return yield* new BackfillTooLarge({ slotCount: maxBackfillSlots + 1, max: maxBackfillSlots });
+          const batch = randomUUID();
+          const claims: Claim[] = slots.times.map((s) => ({
+            scheduleId: cmd.scheduleId,
+            claimId: `backfill:${batch}:${s}`,
+            nominalTime: s,
+            kind: "BACKFILL" as RunKind,
+            overlap: cmd.overlap ?? "BUFFER_ALL",
+            instanceId: me,
+            leaseUntil: t + settings.leaseMs,
+          }));
+          for (const c of claims) yield* store.claim(c);
+          // Queued in order, in the background: the call returns at once.
+          yield* FiberSet.run(
+            fibers,
+            Effect.forEach(claims, (c) => dispatch(c, false), { discard: true }).pipe(Effect.catchAll((e) => Effect.logError("schedule: backfill failed", e))),
+          );
+          return [...slots.times];
+        }),
+      );
+
+    const matchingTimes = (
+      principal: Principal,
+      q: { readonly source: { readonly scheduleId: string } | { readonly spec: ScheduleSpec }; readonly startTime?: number | undefined; readonly endTime?: number | undefined; readonly maxTimes: number },
+    ) =>
+      Effect.gen(function* () {
+        yield* authorize(principal, "schedules:read", "scheduleId" in q.source ? q.source.scheduleId : undefined);
+        const v: FieldViolation[] = [];
+        if (q.maxTimes < 0 || !Number.isInteger(q.maxTimes)) v.push({ field: "max_times", description: "must be a whole number ≥ 0" });
+        const start = q.startTime ?? (yield* now);
+        if (q.endTime !== undefined && q.endTime <= start) v.push({ field: "end_time", description: "must be after start_time" });
+        if (v.length > 0) return yield* new InvalidInput({ violations: v });
+        let c: CompiledSpec;
+        if ("scheduleId" in q.source) c = compiledOf(yield* getVisible(principal, q.source.scheduleId));
+        else {
+          const checked = checkSpec(q.source.spec, "spec");
+          if (Either.isLeft(checked)) return yield* new InvalidInput({ violations: checked.left });
+          c = checked.right;
+        }
+        const max = q.maxTimes === 0 ? 100 : Math.min(q.maxTimes, 1000);
+        return c.between(start, q.endTime === undefined ? Number.MAX_SAFE_INTEGER : q.endTime - 1, max); // end exclusive
+      });
+
+    const list = (principal: Principal, q: { readonly operation?: string | undefined; readonly paused?: boolean | undefined; readonly labels?: Readonly<Record<string, string>> | undefined; readonly pageSize: number; readonly pageToken: string }) =>
+      Effect.gen(function* () {
+        yield* authorize(principal, "schedules:read");
+        const pageSize = yield* resolvePageSize(q.pageSize);
+        const filter: ScheduleFilter = { tenant: principal.tenant, operation: q.operation, paused: q.paused, labels: q.labels };
+        const after = yield* decodePageToken<string>(q.pageToken, filter);
+        const page = yield* store.list(filter, pageSize, after);
+        return { schedules: page.items.map(view), nextPageToken: page.next === undefined ? "" : encodePageToken(page.next, filter) };
+      });
+
+    const get = (principal: Principal, scheduleId: string) =>
+      Effect.gen(function* () {
+        yield* authorize(principal, "schedules:read", scheduleId);
+        return view(yield* getVisible(principal, scheduleId));
+      });
+
+    /** Snapshot first, then this schedule's events; ends when it is deleted. */
+    const watch = (principal: Principal, scheduleId: string) =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          yield* authorize(principal, "schedules:read", scheduleId);
+          const sub = yield* PubSub.subscribe(events);
+          const r = yield* getVisible(principal, scheduleId);
+          const t = yield* now;
+          const snapshot: ScheduleEvent = { scheduleId, time: t, kind: { _tag: "Snapshot", schedule: r } };
+          return Stream.concat(
+            Stream.succeed(snapshot),
+            Stream.fromQueue(sub).pipe(
+              Stream.filter((e) => e.scheduleId === scheduleId),
+              Stream.takeWhile((e) => e.kind._tag !== "Deleted"),
+            ),
+          );
+        }),
+      );
+
+    return {
+      create,
+      get,
+      list,
+      update,
+      remove,
+      pause: (principal: Principal, scheduleId: string, note: string, requestId?: string) => setPaused(principal, scheduleId, true, note, requestId),
+      resume: (principal: Principal, scheduleId: string, note: string, requestId?: string) => setPaused(principal, scheduleId, false, note, requestId),
+      trigger,
+      backfill,
+      matchingTimes,
+      watch,
+      /** next_run_times etc. of a record (the transport uses it for snapshots). */
+      view,
+      /** Runs of this process still going (tests, metrics). */
+      localRuns: () => local.size,
+    };
+  }),
+}) {}

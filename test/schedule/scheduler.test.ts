@@ -1,0 +1,396 @@
+/**
+ * The scheduler's engine and policies under TestClock, over memory stores: firing on time,
+ * overlap policies (×5), catch-up after downtime, jitter bounds, run limits, pause/resume,
+ * start/end, pause_on_failure, trigger and backfill, and one slot claimed once by two engines.
+ */
+import { describe, expect, it } from "@effect/vitest";
+import { Chunk, Context, Effect, Fiber, Layer, Stream, TestClock } from "effect";
+import { Scheduler } from "../../src/core/schedule/Scheduler.js";
+import type { OverlapPolicy } from "../../src/core/schedule/model.js";
+import { Orchestrator } from "../../src/core/Orchestrator.js";
+import { AuditLogger } from "../../src/ports/AuditLogger.js";
+import { ScheduleStore } from "../../src/ports/ScheduleStore.js";
+import { admin, makeProbe, viewer, type Probe } from "../support/core.js";
+import { baseLayer, executionsOf, fullLayer, input, schedulerLayer, settle } from "./support.js";
+
+const withScheduler = <A, E>(body: (probe: Probe) => Effect.Effect<A, E, any>) =>
+  Effect.gen(function* () {
+    const probe = yield* makeProbe;
+    return yield* (body(probe) as Effect.Effect<A, E, never>).pipe(Effect.provide(fullLayer(probe)));
+  });
+
+const seconds = (n: number) => TestClock.adjust(`${n} seconds`).pipe(Effect.zipRight(settle));
+
+/** Nominal times of a schedule's executions, ascending (runs started at one instant have no order). */
+const nominals = (id: string) => Effect.map(executionsOf(id), (xs) => xs.map((x) => x.nominalTime!).sort((a, b) => a - b));
+
+describe("Scheduler: firing", () => {
+  it.effect("fires every slot once, as the owner, linking the execution back", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "tick", schedule: input() });
+        yield* seconds(5);
+        const xs = yield* executionsOf("tick");
+        expect(xs.map((x) => x.nominalTime)).toEqual([1000, 2000, 3000, 4000, 5000]);
+        expect(xs.every((x) => x.principal.subject === admin.subject && x.scheduleId === "tick")).toBe(true);
+        const v = yield* s.get(admin, "tick");
+        expect(v.record.runCount).toBe(5);
+        expect(v.record.recentRuns[0]).toMatchObject({ nominalTime: 5000, kind: "CRON", state: "SUCCEEDED" });
+        expect(v.nextRunTimes.slice(0, 2)).toEqual([6000, 7000]);
+        const audit = yield* AuditLogger;
+        const types = (yield* audit.read(0, 10_000)).map((e) => e.type);
+        expect(types.filter((t) => t === "SCHEDULE_FIRED")).toHaveLength(5);
+        expect(types).toContain("SCHEDULE_CREATED");
+      }),
+    ),
+  );
+
+  it.effect("refuses a caller without schedules:write, and an owner without the operation's permission", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const e1 = yield* Effect.flip(s.create(viewer, { scheduleId: "v", schedule: input() }));
+        expect(e1).toMatchObject({ _tag: "PermissionDenied", permission: "schedules:write" });
+        const limited = { subject: "sam", tenant: "acme", roles: ["scheduler"] };
+        // A principal whose roles grant nothing: refused for the operation too (roles unknown → no grants).
+        const e2 = yield* Effect.flip(s.create(limited, { scheduleId: "l", schedule: input() }));
+        expect(e2._tag).toBe("PermissionDenied");
+      }),
+    ),
+  );
+
+  it.effect("validates the definition with field paths", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const bad = input({ cron: ["not a cron"], catchupWindowMs: 1 });
+        const e = yield* Effect.flip(s.create(admin, { scheduleId: "Bad_Id", schedule: bad }));
+        expect(e._tag).toBe("InvalidInput");
+        const e2 = yield* Effect.flip(s.create(admin, { scheduleId: "ok", schedule: bad }));
+        expect(e2._tag === "InvalidInput" ? e2.violations.map((v) => v.field).sort() : []).toEqual(["schedule.policy.catchup_window", "schedule.spec.cron_expressions[0]"]);
+        const e3 = yield* Effect.flip(s.create(admin, { scheduleId: "ok", schedule: input({ operation: "nope" }) }));
+        expect(e3._tag).toBe("OperationNotFound");
+        const e4 = yield* Effect.flip(s.create(admin, { scheduleId: "ok", schedule: input({ actionInput: { n: "x" } }) }));
+        expect(e4._tag === "InvalidInput" ? e4.violations[0]!.field : "").toBe("schedule.action.input.n");
+      }),
+    ),
+  );
+});
+
+describe("Scheduler: overlap policies", () => {
+  const blocked = (overlap: OverlapPolicy) => input({ operation: "test.block", overlap });
+
+  it.effect("SKIP: a slot due while a run is active is skipped and counted", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "skip", schedule: blocked("SKIP") });
+        yield* seconds(3);
+        expect(yield* nominals("skip")).toEqual([1000]);
+        const r = (yield* s.get(admin, "skip")).record;
+        expect(r.overlapSkippedCount).toBe(2);
+        expect(r.running.map((x) => x.executionId)).toHaveLength(1);
+      }),
+    ),
+  );
+
+  it.effect("BUFFER_ONE: one slot waits and starts when the run ends; more are skipped", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const o = yield* Orchestrator;
+        yield* s.create(admin, { scheduleId: "b1", schedule: blocked("BUFFER_ONE") });
+        yield* seconds(3);
+        let r = (yield* s.get(admin, "b1")).record;
+        expect(r.buffer.map((b) => b.nominalTime)).toEqual([2000]);
+        expect(r.overlapSkippedCount).toBe(1);
+        yield* o.cancel(admin, r.running[0]!.executionId!, "test");
+        yield* settle;
+        expect(yield* nominals("b1")).toEqual([1000, 2000]);
+        r = (yield* s.get(admin, "b1")).record;
+        expect(r.buffer).toEqual([]);
+        expect(r.running.map((x) => x.nominalTime)).toEqual([2000]);
+      }),
+    ),
+  );
+
+  it.effect("BUFFER_ALL: every slot waits and they run one after another, in order", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const o = yield* Orchestrator;
+        yield* s.create(admin, { scheduleId: "ba", schedule: blocked("BUFFER_ALL") });
+        yield* seconds(4);
+        let r = (yield* s.get(admin, "ba")).record;
+        expect(r.buffer.map((b) => b.nominalTime)).toEqual([2000, 3000, 4000]);
+        expect(r.overlapSkippedCount).toBe(0);
+        for (const expected of [2000, 3000]) {
+          yield* o.cancel(admin, r.running[0]!.executionId!, "test");
+          yield* settle;
+          r = (yield* s.get(admin, "ba")).record;
+          expect(r.running.map((x) => x.nominalTime)).toEqual([expected]);
+        }
+        expect(yield* nominals("ba")).toEqual([1000, 2000, 3000]);
+      }),
+    ),
+  );
+
+  it.effect("CANCEL_OTHER: the active run is cancelled and the new slot starts", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "co", schedule: blocked("CANCEL_OTHER") });
+        yield* seconds(1);
+        yield* seconds(1);
+        yield* settle;
+        const xs = yield* executionsOf("co");
+        expect(xs.map((x) => [x.nominalTime, x.state])).toEqual([
+          [1000, "CANCELLED"],
+          [2000, "RUNNING"],
+        ]);
+      }),
+    ),
+  );
+
+  it.effect("ALLOW_ALL: slots start alongside the active runs", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "aa", schedule: blocked("ALLOW_ALL") });
+        yield* seconds(3);
+        expect(yield* nominals("aa")).toEqual([1000, 2000, 3000]);
+        expect((yield* s.get(admin, "aa")).record.running).toHaveLength(3);
+      }),
+    ),
+  );
+});
+
+describe("Scheduler: catch-up after downtime", () => {
+  /** Creates a schedule, stops the scheduler for `downMs`, starts a new one: what ran? */
+  const downtime = (schedule: ReturnType<typeof input>, downMs: number) =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      return yield* Effect.gen(function* () {
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const s = yield* Scheduler;
+            yield* s.create(admin, { scheduleId: "cu", schedule });
+          }).pipe(Effect.provide(schedulerLayer())),
+        );
+        yield* TestClock.adjust(downMs);
+        return yield* Effect.scoped(
+          Effect.gen(function* () {
+            const s = yield* Scheduler;
+            yield* settle;
+            return { view: yield* s.get(admin, "cu"), nominals: yield* nominals("cu") };
+          }).pipe(Effect.provide(schedulerLayer())),
+        );
+      }).pipe(Effect.provide(baseLayer(probe)));
+    });
+
+  it.effect("slots within the window run (ALLOW_ALL: all of them); older ones are counted missed, not run", () =>
+    Effect.gen(function* () {
+      // Every minute; down 10 minutes; window 3 minutes: slots 1..6 min missed, 7..10 run.
+      const { view, nominals: ns } = yield* downtime(input({ cron: ["0 * * * * *"], overlap: "ALLOW_ALL", catchupWindowMs: 180_000 }), 600_000);
+      expect(ns).toEqual([420_000, 480_000, 540_000, 600_000]);
+      expect(view.record.missedCount).toBe(6);
+      expect(view.record.runCount).toBe(4);
+    }),
+  );
+
+  it.effect("within the window, missed slots follow the overlap policy (SKIP with a blocking run: one runs)", () =>
+    Effect.gen(function* () {
+      const { view, nominals: ns } = yield* downtime(input({ cron: ["0 * * * * *"], operation: "test.block", overlap: "SKIP", catchupWindowMs: 180_000 }), 600_000);
+      expect(ns).toEqual([420_000]);
+      expect(view.record.overlapSkippedCount).toBe(3);
+      expect(view.record.missedCount).toBe(6);
+    }),
+  );
+});
+
+describe("Scheduler: spec and state", () => {
+  it.effect("jitter delays each fire by [0, jitter) and keeps the nominal time", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "jit", schedule: input({ cron: ["*/10 * * * * *"], jitterMs: 5000 }) });
+        yield* seconds(200);
+        const xs = yield* executionsOf("jit");
+        expect(xs.length).toBeGreaterThanOrEqual(19);
+        const delays = xs.map((x) => x.createTime - x.nominalTime!);
+        for (const d of delays) {
+          expect(d).toBeGreaterThanOrEqual(0);
+          expect(d).toBeLessThan(5000);
+        }
+        expect(new Set(delays).size).toBeGreaterThan(1);
+        expect(xs.every((x) => x.nominalTime! % 10_000 === 0)).toBe(true);
+      }),
+    ),
+  );
+
+  it.effect("remaining_runs: stops after N cron fires; triggers do not count", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "lim", schedule: input({ remainingRuns: 3 }) });
+        yield* seconds(10);
+        expect(yield* nominals("lim")).toEqual([1000, 2000, 3000]);
+        const v = yield* s.get(admin, "lim");
+        expect(v.record.state.remainingRuns).toBe(0);
+        expect(v.nextRunTimes).toEqual([]);
+        const t = yield* s.trigger(admin, { scheduleId: "lim" });
+        expect(t.outcome).toBe("STARTED");
+        expect((yield* s.get(admin, "lim")).record.state.remainingRuns).toBe(0);
+      }),
+    ),
+  );
+
+  it.effect("pause stops firing (slots are not counted missed); resume fires from the next slot", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "pr", schedule: input() });
+        yield* seconds(2);
+        const p = yield* s.pause(admin, "pr", "maintenance");
+        expect(p.record.state).toMatchObject({ paused: true, note: "maintenance" });
+        expect(p.nextRunTimes).toEqual([]);
+        yield* seconds(5);
+        expect(yield* nominals("pr")).toEqual([1000, 2000]);
+        const r = yield* s.resume(admin, "pr", "");
+        expect(r.record.state).toMatchObject({ paused: false, note: "resumed" });
+        yield* seconds(2);
+        expect(yield* nominals("pr")).toEqual([1000, 2000, 8000, 9000]);
+        expect((yield* s.get(admin, "pr")).record.missedCount).toBe(0);
+        const types = (yield* (yield* AuditLogger).read(0, 10_000)).map((e) => e.type);
+        expect(types).toContain("SCHEDULE_PAUSED");
+        expect(types).toContain("SCHEDULE_RESUMED");
+      }),
+    ),
+  );
+
+  it.effect("start and end bound the slots", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "se", schedule: input({ startTime: 5000, endTime: 8000 }) });
+        yield* seconds(12);
+        expect(yield* nominals("se")).toEqual([5000, 6000, 7000, 8000]);
+        expect((yield* s.get(admin, "se")).nextRunTimes).toEqual([]);
+      }),
+    ),
+  );
+
+  it.effect("pause_on_failure: a failed run pauses the schedule with a note naming it", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "pf", schedule: input({ operation: "test.crash", pauseOnFailure: true, maxAttempts: 1 }) });
+        yield* seconds(3);
+        const xs = yield* executionsOf("pf");
+        expect(xs.map((x) => x.state)).toEqual(["FAILED"]);
+        const r = (yield* s.get(admin, "pf")).record;
+        expect(r.state.paused).toBe(true);
+        expect(r.state.note).toContain(xs[0]!.executionId);
+      }),
+    ),
+  );
+});
+
+describe("Scheduler: trigger, backfill, watch, update", () => {
+  it.effect("trigger runs now under the overlap policy, even when paused", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "tr", schedule: input({ operation: "test.block", paused: true }) });
+        yield* TestClock.adjust(1234);
+        const t1 = yield* s.trigger(admin, { scheduleId: "tr" });
+        expect(t1.outcome).toBe("STARTED");
+        expect(t1.run).toMatchObject({ nominalTime: 1234, kind: "TRIGGER" });
+        const t2 = yield* s.trigger(admin, { scheduleId: "tr" });
+        expect(t2.outcome).toBe("SKIPPED");
+        const t3 = yield* s.trigger(admin, { scheduleId: "tr", overlap: "ALLOW_ALL" });
+        expect(t3.outcome).toBe("STARTED");
+        const again = yield* s.trigger(admin, { scheduleId: "tr", overlap: "ALLOW_ALL", requestId: "k1" });
+        const same = yield* s.trigger(admin, { scheduleId: "tr", overlap: "ALLOW_ALL", requestId: "k1" });
+        expect(same).toEqual(again);
+        expect(yield* Effect.flip(s.trigger(admin, { scheduleId: "tr", requestId: "k1" }))).toMatchObject({ _tag: "ScheduleRequestIdReused" });
+        expect(yield* Effect.flip(s.trigger(admin, { scheduleId: "missing" }))).toMatchObject({ _tag: "ScheduleNotFound" });
+      }),
+    ),
+  );
+
+  it.effect("backfill runs the window's slots, oldest first, one after another", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "bf", schedule: input({ paused: true }) });
+        yield* TestClock.adjust(100_000);
+        const times = yield* s.backfill(admin, { scheduleId: "bf", startTime: 10_000, endTime: 15_000 });
+        expect(times).toEqual([10_000, 11_000, 12_000, 13_000, 14_000]);
+        yield* settle;
+        yield* settle;
+        expect(yield* nominals("bf")).toEqual(times);
+        const e = yield* Effect.flip(s.backfill(admin, { scheduleId: "bf", startTime: 0, endTime: 5000 }).pipe(Effect.zipRight(s.backfill(admin, { scheduleId: "bf", startTime: 0, endTime: 200_000 }))));
+        expect(e._tag).toBe("InvalidInput");
+        const big = yield* Effect.flip(s.backfill(admin, { scheduleId: "bf", startTime: 0, endTime: 99_000 }).pipe(Effect.zipRight(Effect.void), Effect.zipRight(TestClock.adjust(2_000_000)), Effect.zipRight(s.backfill(admin, { scheduleId: "bf", startTime: 0, endTime: 1_500_000 }))));
+        expect(big._tag).toBe("BackfillTooLarge");
+      }),
+    ),
+  );
+
+  it.effect("watch: a snapshot, then fires and run ends; the stream ends when the schedule is deleted", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "w", schedule: input() });
+        const fiber = yield* Stream.runCollect(s.watch(admin, "w")).pipe(Effect.fork);
+        yield* settle;
+        yield* seconds(2);
+        yield* s.remove(admin, { scheduleId: "w", allowMissing: false });
+        const events = Chunk.toArray(yield* Fiber.join(fiber));
+        const tags = events.map((e) => e.kind._tag);
+        expect(tags[0]).toBe("Snapshot");
+        expect(tags.filter((t) => t === "Fired")).toHaveLength(2);
+        expect(tags.filter((t) => t === "RunEnded")).toHaveLength(2);
+        expect(yield* Effect.flip(s.get(admin, "w"))).toMatchObject({ _tag: "ScheduleNotFound" });
+      }),
+    ),
+  );
+
+  it.effect("update: masks, etag concurrency, new times", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const c = yield* s.create(admin, { scheduleId: "up", schedule: input() });
+        const etag = `"v${c.record.version}"`;
+        const u = yield* s.update(admin, { scheduleId: "up", schedule: input({ cron: ["*/5 * * * * *"] }), paths: ["spec.cronExpressions"], etag });
+        expect(u.record.spec.cronExpressions).toEqual(["*/5 * * * * *"]);
+        expect(u.nextRunTimes.slice(0, 2)).toEqual([5000, 10_000]);
+        const stale = yield* Effect.flip(s.update(admin, { scheduleId: "up", schedule: input(), paths: [], etag }));
+        expect(stale._tag).toBe("EtagMismatch");
+        const rr = yield* s.update(admin, { scheduleId: "up", schedule: input({ remainingRuns: 1 }), paths: ["state.remainingRuns"] });
+        expect(rr.record.state.remainingRuns).toBe(1);
+        yield* seconds(11);
+        expect(yield* nominals("up")).toEqual([5000]);
+      }),
+    ),
+  );
+});
+
+describe("Scheduler: exactly once", () => {
+  it.effect("two engines on one store claim each slot once", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        const sa = Context.get(yield* Layer.build(schedulerLayer({ instanceId: "a" })), Scheduler);
+        const sb = Context.get(yield* Layer.build(schedulerLayer({ instanceId: "b" })), Scheduler);
+        for (let i = 0; i < 5; i++) yield* (i % 2 === 0 ? sa : sb).create(admin, { scheduleId: `x${i}`, schedule: input() });
+        yield* seconds(10);
+        for (let i = 0; i < 5; i++) expect(yield* nominals(`x${i}`)).toEqual([1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
+        const store = yield* ScheduleStore;
+        expect(yield* store.count()).toBe(5);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe)));
+    }),
+  );
+});
