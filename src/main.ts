@@ -2,6 +2,8 @@
  * `npm start` / `orchestrator serve`: reads the configuration, serves until SIGTERM or SIGINT,
  * drains, and exits 0. A second signal exits at once.
  * `orchestrator keys …`: API key administration on a data dir (src/cli/keys.ts).
+ * `exec`, `executions`, `schedules`, `audit`: the client commands of src/cli/main.ts (the
+ * `orchestrator` bin, src/cli/orchestrator.js, runs the same).
  */
 import { ConfigError, loadConfig, usage } from "./config.js";
 import { createLogger } from "./log.js";
@@ -60,11 +62,19 @@ export async function serve(argv: ReadonlyArray<string>): Promise<void> {
   process.on("SIGINT", stop);
 }
 
+/** First arguments that name a client command rather than server flags. */
+const clientCommands = new Set(["exec", "executions", "schedules", "audit"]);
+
 const isEntry = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/src/main.ts") === true;
 if (isEntry) {
   const args = process.argv.slice(2);
   if (args[0] === "keys") {
     process.exitCode = await keysCommand(args.slice(1));
+  } else if (args[0] !== undefined && clientCommands.has(args[0])) {
+    // The client commands of the `orchestrator` CLI (src/cli/main.ts), loaded only when asked for.
+    const { main } = await import("./cli/main.js");
+    const code = await main(args);
+    if (code !== "serving") process.stdout.write("", () => process.exit(code));
   } else {
     await serve(args[0] === "serve" ? args.slice(1) : args);
   }
