@@ -11,7 +11,8 @@ import { Orchestrator } from "../../src/core/Orchestrator.js";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
 import { ScheduleStore } from "../../src/ports/ScheduleStore.js";
 import { admin, makeProbe, viewer, type Probe } from "../support/core.js";
-import { baseLayer, executionsOf, fullLayer, input, schedulerLayer, settle } from "./support.js";
+import { ScheduleStoreMemory } from "../../src/ports/memory/ScheduleStoreMemory.js";
+import { baseLayer, executionsOf, fullLayer, input, schedulerLayer, settle, sqliteStore } from "./support.js";
 
 const withScheduler = <A, E>(body: (probe: Probe) => Effect.Effect<A, E, any>) =>
   Effect.gen(function* () {
@@ -378,7 +379,10 @@ describe("Scheduler: trigger, backfill, watch, update", () => {
   );
 });
 
-describe("Scheduler: exactly once", () => {
+describe.each([
+  ["memory", () => ScheduleStoreMemory],
+  ["sqlite", sqliteStore],
+] as const)("Scheduler: exactly once (%s store)", (_name, storeLayer) => {
   it.effect("two engines on one store claim each slot once", () =>
     Effect.gen(function* () {
       const probe = yield* makeProbe;
@@ -390,7 +394,7 @@ describe("Scheduler: exactly once", () => {
         for (let i = 0; i < 5; i++) expect(yield* nominals(`x${i}`)).toEqual([1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
         const store = yield* ScheduleStore;
         expect(yield* store.count()).toBe(5);
-      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe)));
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
     }),
   );
 });

@@ -7,10 +7,19 @@ import type { OverlapPolicy } from "../../src/core/schedule/model.js";
 import type { JsonObject } from "../../src/core/model.js";
 import { ScheduleStoreMemory } from "../../src/ports/memory/ScheduleStoreMemory.js";
 import { ExecutionStore } from "../../src/ports/ExecutionStore.js";
+import type { ScheduleStore } from "../../src/ports/ScheduleStore.js";
+import { ScheduleStoreSqlite } from "../../src/ports/sqlite/ScheduleStoreSqlite.js";
+import { SqliteDatabase } from "../../src/ports/sqlite/SqliteDatabase.js";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { coreLayer, type Probe } from "../support/core.js";
 
 /** Orchestrator, its in-memory ports and a memory ScheduleStore (no Scheduler: tests build it, possibly several times). */
-export const baseLayer = (probe: Probe) => Layer.merge(coreLayer(probe), ScheduleStoreMemory);
+export const baseLayer = (probe: Probe, store: Layer.Layer<ScheduleStore, unknown> = ScheduleStoreMemory) => Layer.merge(coreLayer(probe), store);
+
+/** A ScheduleStore on a fresh SQLite file. */
+export const sqliteStore = () => ScheduleStoreSqlite.pipe(Layer.provide(SqliteDatabase.layer(mkdtempSync(join(tmpdir(), "schedule-")))));
 
 export const schedulerLayer = (settings: Partial<SchedulerSettings> = {}) =>
   Scheduler.Default.pipe(Layer.provideMerge(SchedulerConfig.layer({ pollMs: 60_000, ...settings })));

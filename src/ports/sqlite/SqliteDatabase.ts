@@ -11,6 +11,7 @@ import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator";
 import { Context, Effect, Layer } from "effect";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { scheduleTables } from "./ScheduleStoreSqlite.js";
 
 export const databaseFileName = "orchestrator.db";
 
@@ -107,6 +108,8 @@ export const migrations = SqliteMigrator.fromRecord({
         last_used_time INTEGER
       )`;
   }),
+  // Schedules, their claimed slots and idempotency keys (src/ports/sqlite/ScheduleStoreSqlite.ts).
+  "4_schedules": Effect.flatMap(SqlClient.SqlClient, scheduleTables),
 });
 
 /**

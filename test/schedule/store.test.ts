@@ -1,0 +1,160 @@
+/**
+ * The ScheduleStore contract, against the memory store and the SQLite store (a real file):
+ * insert/get/list (filters, paging), compare-and-set, advance with claims, the due queue,
+ * claim uniqueness, lease takeover and idempotency keys.
+ */
+import { describe, expect, it } from "@effect/vitest";
+import { Effect, Layer, Option } from "effect";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Claim, ScheduleRecord } from "../../src/core/schedule/model.js";
+import { ScheduleStore } from "../../src/ports/ScheduleStore.js";
+import { ScheduleStoreMemory } from "../../src/ports/memory/ScheduleStoreMemory.js";
+import { ScheduleStoreSqlite } from "../../src/ports/sqlite/ScheduleStoreSqlite.js";
+import { SqliteDatabase } from "../../src/ports/sqlite/SqliteDatabase.js";
+import { admin, otherTenant } from "../support/core.js";
+
+export const record = (id: string, o: Partial<ScheduleRecord> = {}): ScheduleRecord => ({
+  scheduleId: id,
+  spec: { cronExpressions: ["* * * * * *"], timeZone: "UTC" },
+  action: { operation: "demo.echo", input: { message: "hi" }, labels: { team: "a" } },
+  policy: { overlap: "SKIP", catchupWindowMs: 300_000, pauseOnFailure: false },
+  state: { paused: false, note: "" },
+  owner: admin,
+  createTime: 0,
+  updateTime: 0,
+  version: 1,
+  rev: 1,
+  nextFireTime: 1000,
+  runCount: 0,
+  missedCount: 0,
+  overlapSkippedCount: 0,
+  recentRuns: [],
+  running: [],
+  buffer: [],
+  ...o,
+});
+
+const claim = (scheduleId: string, nominal: number, leaseUntil: number, instanceId = "a"): Claim => ({
+  scheduleId,
+  claimId: `cron:${nominal}`,
+  nominalTime: nominal,
+  kind: "CRON",
+  instanceId,
+  leaseUntil,
+});
+
+export const storeContract = (name: string, layer: () => Layer.Layer<ScheduleStore, unknown>) =>
+  describe(`ScheduleStore contract: ${name}`, () => {
+    const run = <A, E>(body: Effect.Effect<A, E, ScheduleStore>) => body.pipe(Effect.provide(layer()));
+
+    it.effect("insert, get, duplicate ids; records round-trip", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          expect(yield* s.insert(record("a"))).toBe(true);
+          expect(yield* s.insert(record("a"))).toBe(false);
+          expect(Option.getOrThrow(yield* s.get("a"))).toEqual(record("a"));
+          const none = record("b", { nextFireTime: undefined, state: { paused: true, note: "x", remainingRuns: 3 } });
+          const { nextFireTime: _n, ...expected } = none;
+          yield* s.insert(none);
+          expect(Option.getOrThrow(yield* s.get("b"))).toEqual(expected);
+          expect(Option.isNone(yield* s.get("zz"))).toBe(true);
+          expect(yield* s.count()).toBe(2);
+        }),
+      ),
+    );
+
+    it.effect("list: tenant, operation, paused and label filters; pages in id order", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          for (let i = 0; i < 7; i++) {
+            yield* s.insert(record(`s${i}`, { state: { paused: i % 2 === 0, note: "" }, action: { operation: i < 5 ? "demo.echo" : "demo.sleep", input: {}, labels: { team: i < 3 ? "a" : "b" } } }));
+          }
+          yield* s.insert(record("other", { owner: otherTenant }));
+          const base = { tenant: admin.tenant };
+          const p1 = yield* s.list(base, 3, undefined);
+          expect(p1.items.map((r) => r.scheduleId)).toEqual(["s0", "s1", "s2"]);
+          const p2 = yield* s.list(base, 3, p1.next);
+          expect(p2.items.map((r) => r.scheduleId)).toEqual(["s3", "s4", "s5"]);
+          const p3 = yield* s.list(base, 3, p2.next);
+          expect(p3.items.map((r) => r.scheduleId)).toEqual(["s6"]);
+          expect(p3.next).toBeUndefined();
+          expect((yield* s.list({ ...base, paused: true }, 10, undefined)).items.map((r) => r.scheduleId)).toEqual(["s0", "s2", "s4", "s6"]);
+          expect((yield* s.list({ ...base, operation: "demo.sleep" }, 10, undefined)).items.map((r) => r.scheduleId)).toEqual(["s5", "s6"]);
+          expect((yield* s.list({ ...base, labels: { team: "a" } }, 2, undefined)).items.map((r) => r.scheduleId)).toEqual(["s0", "s1"]);
+          expect((yield* s.list({ ...base, labels: { team: "a" } }, 2, "s1")).items.map((r) => r.scheduleId)).toEqual(["s2"]);
+          expect((yield* s.list({ tenant: otherTenant.tenant }, 10, undefined)).items.map((r) => r.scheduleId)).toEqual(["other"]);
+        }),
+      ),
+    );
+
+    it.effect("replace and advance are compare-and-set on rev; advance inserts its claims once", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          yield* s.insert(record("a"));
+          expect(yield* s.replace(record("a", { rev: 2, runCount: 1 }), 1)).toBe(true);
+          expect(yield* s.replace(record("a", { rev: 2, runCount: 9 }), 1)).toBe(false);
+          expect(Option.getOrThrow(yield* s.get("a")).runCount).toBe(1);
+          expect(yield* s.advance(record("a", { rev: 3, nextFireTime: 3000 }), 2, [claim("a", 1000, 10_000), claim("a", 2000, 10_000)])).toBe(true);
+          expect(yield* s.advance(record("a", { rev: 3, nextFireTime: 4000 }), 2, [claim("a", 3000, 10_000)])).toBe(false);
+          expect(yield* s.claim(claim("a", 1000, 10_000, "b"))).toBe(false);
+          expect(yield* s.claim(claim("a", 3000, 10_000, "b"))).toBe(true);
+        }),
+      ),
+    );
+
+    it.effect("due and earliest follow next_fire_time", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          yield* s.insert(record("late", { nextFireTime: 5000 }));
+          yield* s.insert(record("early", { nextFireTime: 1000 }));
+          yield* s.insert(record("never", { nextFireTime: undefined }));
+          expect(Option.getOrThrow(yield* s.earliest())).toBe(1000);
+          expect(yield* s.due(999, 10)).toEqual([]);
+          expect(yield* s.due(5000, 10)).toEqual(["early", "late"]);
+          expect(yield* s.due(5000, 1)).toEqual(["early"]);
+          yield* s.replace(record("early", { rev: 2, nextFireTime: 9000 }), 1);
+          expect(yield* s.due(5000, 10)).toEqual(["late"]);
+          expect(Option.getOrThrow(yield* s.earliest())).toBe(5000);
+          yield* s.remove("late");
+          expect(Option.getOrThrow(yield* s.earliest())).toBe(9000);
+        }),
+      ),
+    );
+
+    it.effect("expired leases are taken over once; settled claims are not", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          yield* s.insert(record("a"));
+          yield* s.claim(claim("a", 1000, 5000));
+          yield* s.claim(claim("a", 2000, 5000));
+          yield* s.settleClaim("a", "cron:2000", "STARTED", "e1");
+          expect(yield* s.takeExpiredClaims(4000, "b", 20_000, 10)).toEqual([]);
+          const taken = yield* s.takeExpiredClaims(6000, "b", 20_000, 10);
+          expect(taken).toEqual([{ ...claim("a", 1000, 20_000, "b") }]);
+          expect(yield* s.takeExpiredClaims(6000, "c", 30_000, 10)).toEqual([]);
+        }),
+      ),
+    );
+
+    it.effect("request ids: the first response is kept", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          yield* s.saveRequest("alice", "r1", { fingerprint: "f", response: "1", time: 10 });
+          yield* s.saveRequest("alice", "r1", { fingerprint: "g", response: "2", time: 11 });
+          expect(Option.getOrThrow(yield* s.findRequest("alice", "r1"))).toEqual({ fingerprint: "f", response: "1", time: 10 });
+          expect(Option.isNone(yield* s.findRequest("bob", "r1"))).toBe(true);
+        }),
+      ),
+    );
+  });
+
+storeContract("memory", () => ScheduleStoreMemory);
+storeContract("sqlite", () => ScheduleStoreSqlite.pipe(Layer.provide(SqliteDatabase.layer(mkdtempSync(join(tmpdir(), "schedule-store-"))))));
