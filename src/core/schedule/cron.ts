@@ -54,8 +54,25 @@ const mask = (values: ReadonlyArray<number | string>, shift = 0): number => {
   return m;
 };
 
+/**
+ * Parsed expressions by text, shared: many schedules use the same few expressions, and a parse
+ * through cron-parser costs ~25 µs. First in, first out beyond the cap (entries still used by
+ * compiled specs stay alive through them).
+ */
+const parsed = new Map<string, ParseResult>();
+const PARSED_CAP = 10_000;
+
 /** Parses one expression (already trimmed, non-empty). */
 export const parseCron = (expression: string): ParseResult => {
+  const cached = parsed.get(expression);
+  if (cached !== undefined) return cached;
+  const result = parseUncached(expression);
+  if (parsed.size >= PARSED_CAP) parsed.delete(parsed.keys().next().value!);
+  parsed.set(expression, result);
+  return result;
+};
+
+const parseUncached = (expression: string): ParseResult => {
   let text = expression;
   if (text.startsWith("@")) {
     const macro = text.toLowerCase();
@@ -63,33 +80,33 @@ export const parseCron = (expression: string): ParseResult => {
     // cron-parser spells @midnight as @daily.
     text = macro === "@midnight" ? "@daily" : macro;
   } else {
-    const fields = text.split(/\s+/);
-    if (fields.length !== 5 && fields.length !== 6) {
-      return { ok: false, reason: `expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with seconds first), got ${fields.length}` };
+    const parts = text.split(/\s+/);
+    if (parts.length !== 5 && parts.length !== 6) {
+      return { ok: false, reason: `expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with seconds first), got ${parts.length}` };
     }
     // cron-parser's H picks a random value unless seeded: every instance would fire at a different time.
-    if (fields.some((f) => /(^|[^a-z])h($|[^a-z])/i.test(f))) return { ok: false, reason: "H (hashed values) is not supported" };
-    if (fields.some((f) => /w/i.test(f.replace(/wed/gi, "")))) return { ok: false, reason: "W (nearest weekday) is not supported" };
+    if (parts.some((f) => /(^|[^a-z])h($|[^a-z])/i.test(f))) return { ok: false, reason: "H (hashed values) is not supported" };
+    if (parts.some((f) => /w/i.test(f.replace(/wed/gi, "")))) return { ok: false, reason: "W (nearest weekday) is not supported" };
   }
-  let parsed;
+  let fields;
   try {
-    parsed = CronExpressionParser.parse(text, { tz: "UTC", currentDate: 0 }).fields;
+    fields = CronExpressionParser.parse(text, { tz: "UTC", currentDate: 0 }).fields;
   } catch (e) {
     return { ok: false, reason: clip(e instanceof Error ? e.message : String(e)) };
   }
-  const sec = parsed.second.values as ReadonlyArray<number>;
-  const min = parsed.minute.values as ReadonlyArray<number>;
+  const sec = fields.second.values as ReadonlyArray<number>;
+  const min = fields.minute.values as ReadonlyArray<number>;
   let dow = 0;
   let dowLast = 0;
-  for (const v of parsed.dayOfWeek.values as ReadonlyArray<number | string>) {
+  for (const v of fields.dayOfWeek.values as ReadonlyArray<number | string>) {
     if (typeof v === "number") dow |= 1 << (v % 7);
     else if (/^[0-7]L$/.test(v)) dowLast |= 1 << (Number(v[0]) % 7);
     else return { ok: false, reason: clip(`unsupported day-of-week value "${v}"`) };
   }
-  for (const v of parsed.dayOfMonth.values as ReadonlyArray<number | string>) {
+  for (const v of fields.dayOfMonth.values as ReadonlyArray<number | string>) {
     if (typeof v !== "number" && v !== "L") return { ok: false, reason: clip(`unsupported day-of-month value "${v}"`) };
   }
-  const hours = mask(parsed.hour.values as ReadonlyArray<number>);
+  const hours = mask(fields.hour.values as ReadonlyArray<number>);
   return {
     ok: true,
     fields: {
@@ -98,14 +115,14 @@ export const parseCron = (expression: string): ParseResult => {
       minLo: mask(min.filter((s) => s < 30)),
       minHi: mask(min.filter((s) => s >= 30), 30),
       hours,
-      dom: mask(parsed.dayOfMonth.values as ReadonlyArray<number | string>),
-      domLast: parsed.dayOfMonth.hasLastChar,
-      domStar: parsed.dayOfMonth.isWildcard,
-      months: mask(parsed.month.values as ReadonlyArray<number>),
+      dom: mask(fields.dayOfMonth.values as ReadonlyArray<number | string>),
+      domLast: fields.dayOfMonth.hasLastChar,
+      domStar: fields.dayOfMonth.isWildcard,
+      months: mask(fields.month.values as ReadonlyArray<number>),
       dow,
       dowLast,
-      dowNth: parsed.dayOfWeek.nthDay,
-      dowStar: parsed.dayOfWeek.isWildcard,
+      dowNth: fields.dayOfWeek.nthDay,
+      dowStar: fields.dayOfWeek.isWildcard,
       allHours: hours === 0xffffff,
     },
   };
