@@ -253,6 +253,21 @@ describe("Europe/Rome (cron-parser issue #404: hasNext false across the 2026-03-
   });
 });
 
+describe("America/Santiago (changes at midnight: 2026-04-05 00:00→Sat 23:00, 2026-09-06 00:00→01:00)", () => {
+  const tz = "America/Santiago";
+
+  it("the repeated Saturday 23:30 fires once; the skipped Sunday midnight fires at 01:00, still on Sunday", () => {
+    expect(fires("30 23 * * 6", tz, "2026-04-04T00:00:00Z", "2026-04-06T00:00:00Z")).toEqual(["2026-04-05T02:30:00.000Z"]); // 23:30 -03
+    expect(fires("0 0 * * 0", tz, "2026-09-05T00:00:00Z", "2026-09-07T00:00:00Z")).toEqual(["2026-09-06T04:00:00.000Z"]); // Sun 01:00 -03
+    expect(local(Date.parse("2026-09-06T04:00:00Z"), tz)).toBe("2026-09-06 01:00:00");
+    expect(fires("0 * * * 6", tz, "2026-04-05T01:00:00Z", "2026-04-05T05:00:00Z")).toEqual([
+      "2026-04-05T01:00:00.000Z", // Sat 22:00 -03
+      "2026-04-05T02:00:00.000Z", // Sat 23:00 -03
+      "2026-04-05T03:00:00.000Z", // Sat 23:00 -04 (every hour: both passes)
+    ]);
+  });
+});
+
 describe("zones without daylight saving", () => {
   it("02:30 every day is 24 hours apart all year (Asia/Tokyo, UTC)", () => {
     for (const [tz, utc] of [["Asia/Tokyo", "17:30"], ["UTC", "02:30"]] as const) {
