@@ -15,12 +15,12 @@
 //
 // - Skipped time (spring forward, e.g. 02:00→03:00 in America/New_York): a wall time in the gap
 //   fires once, shifted forward by the length of the gap, i.e. read with the offset in effect
-//   before the change (JavaScript Temporal's "compatible" disambiguation). 02:30 fires at 03:30
-//   on a one-hour change, at 02:45 + 30 min = 03:15 … in general `gap` later; on
-//   Australia/Lord_Howe (30 minutes) 02:15 fires at 02:45. Such a slot lands exactly one
-//   real gap later, so for an interval expression (`*/15 * * * *`, `0 * * * *`, `* * * * * *`)
-//   it coincides with the next real slot and is deduplicated: the expression keeps firing every
-//   15 real minutes, every real hour, every real second across the change.
+//   before the change (JavaScript Temporal's "compatible" disambiguation): 02:30 fires at 03:30
+//   EDT; on Australia/Lord_Howe (a 30-minute change, 02:00→02:30) 02:15 fires at 02:45. That is
+//   the instant the slot would have had without the change, so it stays in real-time order:
+//   for `*/15 * * * *`, `0 * * * *` or `* * * * * *` the shifted slots fall on real slots and
+//   fire once there (every 15 real minutes / real hour / real second across the change), and
+//   `10 * * * *` on Lord_Howe fires at 01:10, 02:40 (one real hour later), 03:10.
 // - Repeated time (fall back, e.g. 02:00→01:00): a wall time that occurs twice fires once, at its
 //   first occurrence (`30 1 * * *` fires at 01:30 EDT, not again at 01:30 EST) — unless the
 //   expression's hour field is every hour (`*`, `0-23`, `*/1`): such an expression is an
@@ -34,8 +34,9 @@
 // America/New_York, Europe/London and Europe/Rome (the issue #404 "hasNext false after the gap"
 // repro passes), but on Australia/Lord_Howe's 30-minute changes it drops slots: on 2026-10-04
 // `15 2 * * *` does not fire at all and `*/15 * * * *` skips the real 02:30 and 02:45; on
-// 2026-04-05 `*/15 * * * *` skips the second 01:30 and 01:45. It also costs ~60 µs per next()
-// and a few KB per expression. So cron-parser parses, and the search here runs on the parsed
+// 2026-04-05 `*/15 * * * *` skips the second 01:30 and 01:45, and from 2026-04-04T13:10Z
+// `0 2 * * *` throws "loop limit exceeded" (hasNext() false). It also costs 20-900 µs per
+// next() here (0.3-0.6 µs below; bench/schedule-spec.ts) and a few KB per expression. So cron-parser parses, and the search here runs on the parsed
 // fields (cron.ts) over a per-zone table of offset changes (time-zone.ts).
 //
 // Jitter: `jitterFor` is deterministic (a hash of schedule id and slot), below `jitterMs` and
