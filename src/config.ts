@@ -43,6 +43,10 @@ export interface ServerConfig {
   readonly rateLimitOnError: FailureMode;
   /** How long ended executions are kept. */
   readonly retentionMs: number;
+  /** How long audit events are kept; undefined = regardless of age. */
+  readonly auditRetentionMs: number | undefined;
+  /** How many of the newest audit events are kept at most; undefined = no count limit. */
+  readonly auditRetentionEvents: number | undefined;
   /** Which credentials are accepted (src/auth-config.ts). */
   readonly auth: AuthConfig;
   /** role → permissions, hierarchy flattened: the built-in roles or --roles-file's. */
@@ -85,6 +89,8 @@ export const settings = {
   redisUrl: { flag: "redis-url", env: "ORCHESTRATOR_REDIS_URL", default: undefined, help: "keep rate-limit state and token budgets in Redis (redis://host:port[/db]), shared by several instances; unset = in memory" },
   rateLimitOnError: { flag: "rate-limit-on-error", env: "ORCHESTRATOR_RATE_LIMIT_ON_ERROR", default: "deny", help: "when Redis cannot be reached: deny (refuse, UNAVAILABLE) or allow (rate limits: admitted, audited as degraded; token budgets: admitted unreserved)" },
   retention: { flag: "retention", env: "ORCHESTRATOR_RETENTION", default: "7d", help: "how long ended executions are kept (e.g. 12h, 30d)" },
+  auditRetention: { flag: "audit-retention", env: "ORCHESTRATOR_AUDIT_RETENTION", default: "90d", help: "how long audit events are kept (e.g. 30d); 0 = regardless of age" },
+  auditRetentionEvents: { flag: "audit-retention-events", env: "ORCHESTRATOR_AUDIT_RETENTION_EVENTS", default: "", help: "keep at most this many of the newest audit events; empty = no count limit" },
   auth: { flag: "auth", env: "ORCHESTRATOR_AUTH", default: undefined, help: "api-keys | jwt | jwt+api-keys | none (default: jwt+api-keys when a JWT key is set, else api-keys; none: every caller is admin, loopback only)" },
   jwtHs256SecretFile: { flag: "jwt-hs256-secret-file", env: "ORCHESTRATOR_JWT_HS256_SECRET_FILE", default: undefined, help: "file holding the shared HS256 secret (at least 32 bytes)" },
   jwtJwksFile: { flag: "jwt-jwks-file", env: "ORCHESTRATOR_JWT_JWKS_FILE", default: undefined, help: "JWKS file of RS256/ES256 public keys" },
@@ -192,6 +198,16 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
   if (retentionMs === undefined || retentionMs <= 0) {
     throw new ConfigError(`${where(settings.retention)}: expected a duration like 12h or 30d`);
   }
+  const auditRetentionText = get(settings.auditRetention) ?? "";
+  const auditRetentionMs = parseDurationMs(auditRetentionText);
+  if (auditRetentionMs === undefined || auditRetentionMs < 0) {
+    throw new ConfigError(`${where(settings.auditRetention)}: expected a duration like 30d or 0, got "${auditRetentionText}"`);
+  }
+  const auditEventsText = (get(settings.auditRetentionEvents) ?? "").trim();
+  const auditRetentionEvents = auditEventsText === "" ? undefined : Number(auditEventsText);
+  if (auditRetentionEvents !== undefined && (!Number.isInteger(auditRetentionEvents) || auditRetentionEvents < 1)) {
+    throw new ConfigError(`${where(settings.auditRetentionEvents)}: expected a whole number ≥ 1 or nothing, got "${auditEventsText}"`);
+  }
   const auth = loadAuthConfig(
     {
       auth: get(settings.auth),
@@ -253,6 +269,8 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
     databaseUrl,
     rateLimitOnError,
     retentionMs,
+    auditRetentionMs: auditRetentionMs === 0 ? undefined : auditRetentionMs,
+    auditRetentionEvents,
     auth,
     roles: loadRoles(get(settings.rolesFile), where(settings.rolesFile)),
     telemetry: telemetry.config,

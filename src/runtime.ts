@@ -6,6 +6,8 @@ import { Cause, Layer, Logger, LogLevel, ManagedRuntime, HashMap } from "effect"
 import type { ServerConfig } from "./config.js";
 import type { Logger as JsonLogger, LogLevel as JsonLevel } from "./log.js";
 import { Orchestrator } from "./core/Orchestrator.js";
+import { AuditLog } from "./core/audit/AuditLog.js";
+import { AuditConfig } from "./core/audit/AuditConfig.js";
 import { OrchestratorConfig } from "./core/OrchestratorConfig.js";
 import { OperationRegistry } from "./core/operation.js";
 import { builtinOperations } from "./operations/index.js";
@@ -89,7 +91,11 @@ export function appLayer(config: ServerConfig, logger: JsonLogger) {
   // through the ledger. A bad policy file fails the Layer: the server does not start.
   const policy = PolicyReader.Default.pipe(Layer.provideMerge(policyLayer({ file: config.policyFile })), Layer.provideMerge(deps));
   // The ports stay visible on the runtime: the auth interceptor, first-run key and tests use them.
-  return Layer.merge(Orchestrator.Default, authValidatorLayer(config.auth)).pipe(
+  // The audit log's readers (Subscribe, List) and its retention.
+  const auditLog = AuditLog.Default.pipe(
+    Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: config.auditRetentionMs, retentionMaxEvents: config.auditRetentionEvents, roles: config.roles })),
+  );
+  return Layer.mergeAll(Orchestrator.Default, auditLog, authValidatorLayer(config.auth)).pipe(
     Layer.provideMerge(policy),
     Layer.provide(jsonLoggerLayer(logger)),
   );

@@ -79,8 +79,9 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
     expect(streamErr.code).toBe(Code.Unimplemented);
     expect(streamErr.findDetails(ErrorInfoSchema)[0]?.reason).toBe("NOT_IMPLEMENTED");
 
+    // AuditService is served (issue #7): test/audit covers it.
     const audit = createClient(AuditService, makeTransport());
-    expect((await failure(audit.listAuditEvents({}))).rawMessage).toContain("issue #7");
+    expect((await audit.listAuditEvents({ pageSize: 1 })).events.length).toBeLessThanOrEqual(1);
   });
 
   it("runs an execution end to end, unary and streaming", async () => {

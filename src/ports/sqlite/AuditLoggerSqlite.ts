@@ -1,12 +1,38 @@
 /**
- * AuditLogger on the embedded SQLite database: one row per event, the sequence from
- * AUTOINCREMENT so numbers are never reused, even after the newest rows are deleted.
+ * AuditLogger on a SQL database: the embedded SQLite file by default (this file), PostgreSQL for
+ * several instances (AuditLoggerPostgres.ts reuses `makeSqlAuditLogger` with its own dialect).
+ *
+ * Writes are group-committed (src/core/audit/group-commit.ts): `log` queues, one writer fiber
+ * commits each batch in one transaction with multi-row INSERTs, `flush` waits for the commit.
+ *
+ * Sequences come from a one-row counter (`audit_state.last_sequence`) bumped by the batch size
+ * at the start of each batch's transaction, not from AUTOINCREMENT / a database sequence: the
+ * bump takes the row's write lock, which the transaction holds until it commits, so batches
+ * from several processes get their numbers in the order they commit. A reader that has seen N
+ * and reads `sequence > N` therefore never misses a batch that commits later with smaller
+ * numbers (with a plain sequence, PostgreSQL transactions would commit out of number order).
+ * The price is that audit batches from several instances commit one at a time; a batch holds
+ * hundreds of events and commits in a few milliseconds, so that is far from any limit here.
  */
 import * as SqlClient from "@effect/sql/SqlClient";
-import { Cause, Clock, Effect, Layer, Metric } from "effect";
+import type { SqlError } from "@effect/sql/SqlError";
+import { Clock, Effect, Layer, Metric } from "effect";
 import type { Mutable } from "effect/Types";
 import type { JsonObject, Principal } from "../../core/model.js";
-import { type AuditEntry, type AuditEvent, type AuditEventType, AuditLogger } from "../AuditLogger.js";
+import { StoreError } from "../../core/errors.js";
+import { makeGroupCommit } from "../../core/audit/group-commit.js";
+import { scrubDetails, scrubReason } from "../../core/audit/redact.js";
+import {
+  type AuditBounds,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditEventType,
+  type AuditQuery,
+  type AuditRetention,
+  type CommitListener,
+  AuditLogger,
+  type AuditLoggerShape,
+} from "../AuditLogger.js";
 
 type AuditRow = {
   readonly sequence: number;
@@ -28,7 +54,16 @@ export const auditWriteFailures = Metric.counter("orchestrator_audit_write_failu
   incremental: true,
 });
 
-const decode = (row: AuditRow): AuditEvent => {
+export const auditEventsWritten = Metric.counter("orchestrator_audit_events_written_total", {
+  description: "audit events committed by this process",
+  incremental: true,
+});
+
+const columns = "sequence, time, type, principal, operation, execution_id, schedule_id, trace_id, decision, reason, details";
+const insertColumns = "sequence, time, type, principal, principal_subject, tenant, operation, execution_id, schedule_id, trace_id, decision, reason, details";
+const insertWidth = 13;
+
+export const decodeAuditRow = (row: AuditRow): AuditEvent => {
   const e: Mutable<AuditEvent> = { sequence: row.sequence, time: row.time, type: row.type as AuditEventType };
   if (row.principal !== null) e.principal = JSON.parse(row.principal) as Principal;
   if (row.operation !== null) e.operation = row.operation;
@@ -41,53 +76,251 @@ const decode = (row: AuditRow): AuditEvent => {
   return e;
 };
 
-const make = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient;
+/** One queued event: scrubbed, timed, its JSON columns already encoded (off the writer). */
+interface Pending {
+  readonly entry: AuditEntry;
+  readonly time: number;
+  readonly principal: string | null;
+  readonly details: string | null;
+}
 
-  const log = (entry: AuditEntry): Effect.Effect<void> =>
-    Effect.gen(function* () {
-      const time = yield* Clock.currentTimeMillis;
-      yield* sql`INSERT INTO audit_events ${sql.insert({
-        time,
-        type: entry.type,
-        principal: entry.principal === undefined ? null : JSON.stringify(entry.principal),
-        principal_subject: entry.principal?.subject ?? null,
-        tenant: entry.principal?.tenant ?? null,
-        operation: entry.operation ?? null,
-        execution_id: entry.executionId ?? null,
-        schedule_id: entry.scheduleId ?? null,
-        trace_id: entry.traceId ?? null,
-        decision: entry.decision ?? null,
-        reason: entry.reason ?? null,
-        details: entry.details === undefined ? null : JSON.stringify(entry.details),
-      })}`;
-    }).pipe(
-      // An audit write must never fail the execution it describes: report it and go on.
-      Effect.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.interrupt
-          : Effect.logError("audit write failed", cause).pipe(
-              Effect.annotateLogs({ audit_type: entry.type, execution_id: entry.executionId ?? "" }),
-              Effect.zipRight(Metric.increment(auditWriteFailures)),
-            ),
-      ),
-      Effect.withSpan("AuditLoggerSqlite.log"),
-    );
+/** What differs between databases. */
+export interface SqlAuditDialect {
+  /** `?` (SQLite) or `$n` (PostgreSQL), 1-based. */
+  readonly placeholder: (n: number) => string;
+  /** Runs at the end of each batch's transaction (PostgreSQL: NOTIFY the other instances). */
+  readonly afterInsert?: (lastSequence: number) => Effect.Effect<void, SqlError, SqlClient.SqlClient>;
+  /**
+   * Wake-ups for events written by other processes, forked for the logger's lifetime; each
+   * call of `wake` tells the listeners to read the table.
+   */
+  readonly external?: (wake: () => void) => Effect.Effect<never, never, SqlClient.SqlClient>;
+}
 
-  // The port's read cannot fail: a database that cannot be read is a defect here, not an answer.
-  const read = (afterSequence: number, limit: number): Effect.Effect<ReadonlyArray<AuditEvent>> =>
-    limit <= 0
-      ? Effect.succeed([])
-      : sql<AuditRow>`
-          SELECT sequence, time, type, principal, operation, execution_id, schedule_id, trace_id, decision, reason, details
-          FROM audit_events WHERE sequence > ${afterSequence} ORDER BY sequence LIMIT ${Math.floor(limit)}`.pipe(
-          Effect.flatMap((rows) => Effect.try(() => rows.map(decode))),
-          Effect.orDie,
-          Effect.withSpan("AuditLoggerSqlite.read"),
-        );
+export interface SqlAuditOptions {
+  /** Events waiting at most before `log` waits (backpressure). Default 100,000. */
+  readonly queueCapacity?: number;
+  /** Events per transaction at most. Default 4,096. */
+  readonly maxBatch?: number;
+}
 
-  return AuditLogger.of({ log, read });
-});
+/** Multi-row INSERTs of these sizes only, so the statement cache holds a handful of texts. */
+const chunkSizes = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1] as const;
+
+export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOptions = {}) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient;
+    const listeners = new Set<CommitListener>();
+
+    const insertText = new Map<number, string>();
+    const insertSql = (rows: number): string => {
+      let text = insertText.get(rows);
+      if (text === undefined) {
+        const tuples: string[] = [];
+        for (let r = 0; r < rows; r++) {
+          const ps: string[] = [];
+          for (let c = 1; c <= insertWidth; c++) ps.push(dialect.placeholder(r * insertWidth + c));
+          tuples.push(`(${ps.join(", ")})`);
+        }
+        text = `INSERT INTO audit_events (${insertColumns}) VALUES ${tuples.join(", ")}`;
+        insertText.set(rows, text);
+      }
+      return text;
+    };
+
+    const insertBatch = (batch: ReadonlyArray<Pending>) =>
+      Effect.gen(function* () {
+        const n = batch.length;
+        // Takes the counter row's lock until commit: see the file comment.
+        const bumped = yield* sql<{ last_sequence: number }>`
+          UPDATE audit_state SET last_sequence = last_sequence + ${n} WHERE id = 1 RETURNING last_sequence`;
+        const last = Number(bumped[0]!.last_sequence);
+        const first = last - n + 1;
+        let i = 0;
+        for (const size of chunkSizes) {
+          while (n - i >= size) {
+            const params: unknown[] = new Array(size * insertWidth);
+            let p = 0;
+            for (let r = 0; r < size; r++, i++) {
+              const x = batch[i]!;
+              const e = x.entry;
+              params[p++] = first + i;
+              params[p++] = x.time;
+              params[p++] = e.type;
+              params[p++] = x.principal;
+              params[p++] = e.principal?.subject ?? null;
+              params[p++] = e.principal?.tenant ?? null;
+              params[p++] = e.operation ?? null;
+              params[p++] = e.executionId ?? null;
+              params[p++] = e.scheduleId ?? null;
+              params[p++] = e.traceId ?? null;
+              params[p++] = e.decision ?? null;
+              params[p++] = e.reason ?? null;
+              params[p++] = x.details;
+            }
+            yield* sql.unsafe(insertSql(size), params);
+          }
+        }
+        if (dialect.afterInsert !== undefined) yield* dialect.afterInsert(last);
+        return first;
+      });
+
+    const commit = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
+      sql.withTransaction(insertBatch(batch)).pipe(
+        Effect.tap((first) =>
+          Effect.sync(() => {
+            if (listeners.size === 0) return;
+            const events: AuditEvent[] = batch.map((x, i) => ({ ...x.entry, sequence: first + i, time: x.time }));
+            for (const l of listeners) l(events);
+          }),
+        ),
+        Effect.zipRight(Metric.incrementBy(auditEventsWritten, batch.length)),
+        // An audit write must never fail the execution it describes: report it and go on.
+        Effect.catchAllCause((cause) =>
+          Effect.logError(`audit write failed: ${batch.length} events dropped`, cause).pipe(
+            Effect.annotateLogs({ audit_types: [...new Set(batch.map((x) => x.entry.type))].join(",") }),
+            Effect.zipRight(Metric.incrementBy(auditWriteFailures, batch.length)),
+          ),
+        ),
+        Effect.withSpan("AuditLogger.commit", { attributes: { events: batch.length } }),
+        Effect.provideService(SqlClient.SqlClient, sql),
+      );
+
+    const writer = yield* makeGroupCommit<Pending>({
+      capacity: options.queueCapacity ?? 100_000,
+      maxBatch: options.maxBatch ?? 4_096,
+      commit,
+    });
+
+    if (dialect.external !== undefined) {
+      yield* Effect.forkScoped(
+        dialect
+          .external(() => {
+            for (const l of listeners) l(undefined);
+          })
+          .pipe(Effect.provideService(SqlClient.SqlClient, sql)),
+      );
+    }
+
+    const log = (entry: AuditEntry): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (time) => {
+        let pending: Pending;
+        try {
+          const clean: AuditEntry =
+            entry.details === undefined && entry.reason === undefined
+              ? entry
+              : {
+                  ...entry,
+                  ...(entry.details === undefined ? {} : { details: scrubDetails(entry.details) }),
+                  ...(entry.reason === undefined ? {} : { reason: scrubReason(entry.reason) }),
+                };
+          pending = {
+            entry: clean,
+            time,
+            principal: clean.principal === undefined ? null : JSON.stringify(clean.principal),
+            details: clean.details === undefined ? null : JSON.stringify(clean.details),
+          };
+        } catch (cause) {
+          return Effect.logError("audit event could not be encoded", cause).pipe(
+            Effect.annotateLogs({ audit_type: entry.type }),
+            Effect.zipRight(Metric.increment(auditWriteFailures)),
+          );
+        }
+        return writer.offer(pending);
+      });
+
+    const storeError = (operation: string) => (cause: unknown) => new StoreError({ operation, cause });
+
+    const query = (q: AuditQuery): Effect.Effect<ReadonlyArray<AuditEvent>, StoreError> => {
+      if (q.limit <= 0) return Effect.succeed([]);
+      const f = q.filter;
+      const conds = [];
+      if (q.after !== undefined) conds.push(sql`sequence > ${q.after}`);
+      if (q.before !== undefined) conds.push(sql`sequence < ${q.before}`);
+      if (q.through !== undefined) conds.push(sql`sequence <= ${q.through}`);
+      if (f.types !== undefined && f.types.length > 0) conds.push(sql.in("type", f.types));
+      if (f.principalSubject !== undefined) conds.push(sql`principal_subject = ${f.principalSubject}`);
+      if (f.tenant !== undefined) conds.push(sql`tenant = ${f.tenant}`);
+      if (f.operation !== undefined) conds.push(sql`operation = ${f.operation}`);
+      if (f.executionId !== undefined) conds.push(sql`execution_id = ${f.executionId}`);
+      if (f.scheduleId !== undefined) conds.push(sql`schedule_id = ${f.scheduleId}`);
+      const where = conds.length === 0 ? sql`` : sql`WHERE ${sql.and(conds)}`;
+      const order = q.order === "ASCENDING" ? sql`ORDER BY sequence ASC` : sql`ORDER BY sequence DESC`;
+      return sql<AuditRow>`SELECT ${sql.literal(columns)} FROM audit_events ${where} ${order} LIMIT ${Math.floor(q.limit)}`.pipe(
+        Effect.flatMap((rows) => Effect.try(() => rows.map(decodeAuditRow))),
+        Effect.mapError(storeError("audit.query")),
+        Effect.withSpan("AuditLogger.query"),
+      );
+    };
+
+    const bounds: Effect.Effect<AuditBounds, StoreError> = Effect.gen(function* () {
+      const state = yield* sql<{ last_sequence: number; pruned_through: number }>`SELECT last_sequence, pruned_through FROM audit_state WHERE id = 1`;
+      const min = yield* sql<{ earliest: number | null }>`SELECT min(sequence) AS earliest FROM audit_events`;
+      const s = state[0] ?? { last_sequence: 0, pruned_through: 0 };
+      return { earliest: Number(min[0]?.earliest ?? 0), last: Number(s.last_sequence), prunedThrough: Number(s.pruned_through) };
+    }).pipe(Effect.mapError(storeError("audit.bounds")));
+
+    /** Deletes in chunks so that no single transaction holds the write lock for long. */
+    const pruneChunk = 10_000;
+    const prune = (retention: AuditRetention): Effect.Effect<number, StoreError> =>
+      Effect.gen(function* () {
+        // Everything below `cut` goes.
+        let cut = 0;
+        if (retention.olderThan !== undefined) {
+          const young = yield* sql<{ sequence: number }>`
+            SELECT sequence FROM audit_events WHERE time >= ${retention.olderThan} ORDER BY sequence LIMIT 1`;
+          const s = yield* sql<{ last_sequence: number }>`SELECT last_sequence FROM audit_state WHERE id = 1`;
+          cut = young.length > 0 ? Number(young[0]!.sequence) : Number(s[0]?.last_sequence ?? 0) + 1;
+        }
+        if (retention.keepLast !== undefined) {
+          const kept = yield* sql<{ sequence: number }>`
+            SELECT sequence FROM audit_events ORDER BY sequence DESC LIMIT 1 OFFSET ${Math.max(0, retention.keepLast - 1)}`;
+          if (kept.length > 0) cut = Math.max(cut, Number(kept[0]!.sequence));
+        }
+        let total = 0;
+        for (;;) {
+          const deleted = yield* sql.withTransaction(
+            Effect.gen(function* () {
+              const upto = yield* sql<{ sequence: number }>`
+                SELECT sequence FROM audit_events WHERE sequence < ${cut} ORDER BY sequence LIMIT 1 OFFSET ${pruneChunk - 1}`;
+              const through = upto.length > 0 ? Number(upto[0]!.sequence) : cut - 1;
+              const gone = yield* sql<{ n: number }>`SELECT count(*) AS n FROM audit_events WHERE sequence <= ${through}`;
+              if (Number(gone[0]?.n ?? 0) === 0) return 0;
+              // The watermark moves with the delete: a reader that finds it above its position
+              // knows the rows it was about to read may be gone.
+              yield* sql`UPDATE audit_state SET pruned_through = ${through} WHERE id = 1 AND pruned_through < ${through}`;
+              yield* sql`DELETE FROM audit_events WHERE sequence <= ${through}`;
+              return Number(gone[0]?.n ?? 0);
+            }),
+          );
+          total += deleted;
+          if (deleted < pruneChunk) break;
+        }
+        return total;
+      }).pipe(Effect.mapError(storeError("audit.prune")), Effect.withSpan("AuditLogger.prune"));
+
+    const read = (afterSequence: number, limit: number): Effect.Effect<ReadonlyArray<AuditEvent>> =>
+      writer.flush.pipe(
+        Effect.zipRight(query({ filter: {}, after: afterSequence, order: "ASCENDING", limit })),
+        // The port's read cannot fail: a database that cannot be read is a defect here.
+        Effect.orDie,
+      );
+
+    const watch = (listener: CommitListener) =>
+      Effect.acquireRelease(
+        Effect.sync(() => void listeners.add(listener)),
+        () => Effect.sync(() => void listeners.delete(listener)),
+      );
+
+    return AuditLogger.of({ log, flush: writer.flush, read, query, bounds, prune, watch } satisfies AuditLoggerShape);
+  });
 
 /** AuditLogger over the SqlClient of SqliteDatabase.layer (schema migrated there). */
-export const AuditLoggerSqlite: Layer.Layer<AuditLogger, never, SqlClient.SqlClient> = Layer.effect(AuditLogger, make);
+export const AuditLoggerSqlite: Layer.Layer<AuditLogger, never, SqlClient.SqlClient> = Layer.scoped(
+  AuditLogger,
+  makeSqlAuditLogger({ placeholder: () => "?" }),
+);
+
+/** The same with queue and batch sizes set (benches). */
+export const auditLoggerSqlite = (options: SqlAuditOptions): Layer.Layer<AuditLogger, never, SqlClient.SqlClient> =>
+  Layer.scoped(AuditLogger, makeSqlAuditLogger({ placeholder: () => "?" }, options));

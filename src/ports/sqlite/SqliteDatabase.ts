@@ -108,6 +108,23 @@ export const migrations = SqliteMigrator.fromRecord({
         last_used_time INTEGER
       )`;
   }),
+  "3_audit_log": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient;
+    // The sequence counter and the retention watermark (src/ports/sqlite/AuditLoggerSqlite.ts):
+    // sequences continue from what AUTOINCREMENT handed out before.
+    yield* sql`
+      CREATE TABLE audit_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_sequence INTEGER NOT NULL,
+        pruned_through INTEGER NOT NULL
+      )`;
+    yield* sql`
+      INSERT INTO audit_state (id, last_sequence, pruned_through)
+      VALUES (1, max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'), 0), COALESCE((SELECT max(sequence) FROM audit_events), 0)), 0)`;
+    // Subscribe and ListAuditEvents are tenant-scoped for most callers; schedule ids are few.
+    yield* sql`CREATE INDEX audit_events_by_tenant ON audit_events (tenant, sequence)`;
+    yield* sql`CREATE INDEX audit_events_by_schedule ON audit_events (schedule_id, sequence) WHERE schedule_id IS NOT NULL`;
+  }),
   // Schedules, their claimed slots and idempotency keys (src/ports/sqlite/ScheduleStoreSqlite.ts).
   "4_schedules": Effect.flatMap(SqlClient.SqlClient, scheduleTables),
 });

@@ -1,0 +1,47 @@
+/**
+ * Test Layers for the audit log's readers: AuditLog over each AuditLogger (memory, SQLite on a
+ * real file), and helpers to collect Subscribe streams.
+ */
+import { Chunk, Effect, Layer, Stream } from "effect";
+import { AuditConfig, type AuditSettings } from "../../src/core/audit/AuditConfig.js";
+import { AuditLog, type SubscribeItem } from "../../src/core/audit/AuditLog.js";
+import type { AuditEvent } from "../../src/ports/AuditLogger.js";
+import { AuditLogger } from "../../src/ports/AuditLogger.js";
+import { AuditLoggerMemory } from "../../src/ports/memory/AuditLoggerMemory.js";
+import { AuditLoggerSqlite } from "../../src/ports/sqlite/AuditLoggerSqlite.js";
+import { freshDatabase } from "../ports/fixtures.js";
+
+export interface AuditImpl {
+  readonly name: string;
+  readonly logger: Layer.Layer<AuditLogger, unknown>;
+}
+
+export const auditImpls: ReadonlyArray<AuditImpl> = [
+  { name: "memory", logger: AuditLoggerMemory },
+  { name: "sqlite", logger: AuditLoggerSqlite.pipe(Layer.provide(freshDatabase)) },
+];
+
+/** AuditLog and its AuditLogger, retention off unless asked for. */
+export const auditLayer = (logger: Layer.Layer<AuditLogger, unknown>, settings: Partial<AuditSettings> = {}) =>
+  AuditLog.Default.pipe(
+    Layer.provideMerge(logger),
+    Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: undefined, retentionMaxEvents: undefined, ...settings })),
+  );
+
+export const eventsOf = (items: Iterable<SubscribeItem>): AuditEvent[] => {
+  const out: AuditEvent[] = [];
+  for (const i of items) if (i._tag === "Event") out.push(i.event);
+  return out;
+};
+
+/** Runs a subscription until it has delivered an event with sequence ≥ `through`. */
+export const collectThrough = <E, R>(stream: Stream.Stream<SubscribeItem, E, R>, through: number) =>
+  stream.pipe(
+    Stream.takeUntil((i) => i._tag === "Event" && i.event.sequence >= through),
+    Stream.runCollect,
+    Effect.map((c) => eventsOf(Chunk.toReadonlyArray(c))),
+  );
+
+/** Sequences strictly increasing, with nothing between `from` and `to` missing. */
+export const sequences = (events: ReadonlyArray<AuditEvent>) => events.map((e) => e.sequence);
+export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
