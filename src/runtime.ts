@@ -6,6 +6,9 @@ import { Cause, Layer, Logger, LogLevel, ManagedRuntime, HashMap } from "effect"
 import type { ServerConfig } from "./config.js";
 import type { Logger as JsonLogger, LogLevel as JsonLevel } from "./log.js";
 import { Orchestrator } from "./core/Orchestrator.js";
+import { Scheduler, SchedulerConfig } from "./core/schedule/Scheduler.js";
+import { ScheduleStoreSqlite } from "./ports/sqlite/ScheduleStoreSqlite.js";
+import { ScheduleStorePostgres } from "./ports/postgres/ScheduleStorePostgres.js";
 import { AuditLog } from "./core/audit/AuditLog.js";
 import { AuditConfig } from "./core/audit/AuditConfig.js";
 import { OrchestratorConfig } from "./core/OrchestratorConfig.js";
@@ -61,10 +64,10 @@ function makeJsonLoggerLayer(logger: JsonLogger): Layer.Layer<never> {
  */
 export function storesLayer(config: Pick<ServerConfig, "dataDir" | "databaseUrl">) {
   if (config.databaseUrl === undefined) {
-    return Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite).pipe(Layer.provide(SqliteDatabase.layer(config.dataDir)));
+    return Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite, ScheduleStoreSqlite).pipe(Layer.provide(SqliteDatabase.layer(config.dataDir)));
   }
   const database = PgDatabase.layer(config.databaseUrl);
-  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerSqlite, ApiKeyStoreSql).pipe(
+  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerSqlite, ApiKeyStoreSql, ScheduleStorePostgres).pipe(
     Layer.provide(PgInstanceLayer.layer()),
     Layer.provideMerge(database),
   );
@@ -95,11 +98,17 @@ export function appLayer(config: ServerConfig, logger: JsonLogger) {
   const auditLog = AuditLog.Default.pipe(
     Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: config.auditRetentionMs, retentionMaxEvents: config.auditRetentionEvents, roles: config.roles })),
   );
-  return Layer.mergeAll(Orchestrator.Default, auditLog, authValidatorLayer(config.auth)).pipe(
+  return Layer.mergeAll(Orchestrator.Default, schedulerLayer(), auditLog, authValidatorLayer(config.auth)).pipe(
     Layer.provideMerge(policy),
     Layer.provide(jsonLoggerLayer(logger)),
   );
 }
+
+/**
+ * The scheduler's engine over storesLayer's ScheduleStore (SQLite, or PostgreSQL shared by several
+ * instances). A slot claimed by an instance that died is taken over after a 10 s lease.
+ */
+export const schedulerLayer = () => Scheduler.Default.pipe(Layer.provide(Orchestrator.Default), Layer.provide(SchedulerConfig.layer({ leaseMs: 10_000 })));
 
 /** `--auth`: which credentials the AuthValidator accepts. */
 export const authValidatorLayer = (auth: AuthConfig) =>

@@ -16,6 +16,7 @@ import { DescriptorIndex, reflectionServices } from "./reflection.js";
 import { registerNotImplemented } from "./unimplemented.js";
 import { executionService, type OrchestratorRuntime } from "./execution-service.js";
 import { policyService, type PolicyRuntime } from "./policy-service.js";
+import { scheduleService, type ScheduleRuntime } from "./schedule-service.js";
 import { auditService, type AuditRuntime } from "./audit-service.js";
 
 /** The orchestrator's own services. */
@@ -23,7 +24,6 @@ export const orchestratorServices: ReadonlyArray<DescService> = [ExecutionServic
 
 /** Services whose issue has not landed: every RPC answers UNIMPLEMENTED naming it. */
 const notYetImplemented: ReadonlyArray<{ readonly service: DescService; readonly landsWith: string }> = [
-  { service: ScheduleService, landsWith: "issue #6 (Schedules)" },
 ];
 
 export const servedServices: ReadonlyArray<DescService> = [
@@ -37,12 +37,13 @@ export function createHealth(): HealthStatuses {
   return new HealthStatuses(orchestratorServices.map((s) => s.typeName));
 }
 
-export function routes(health: HealthStatuses, runtime: OrchestratorRuntime & PolicyRuntime & AuditRuntime): (router: ConnectRouter) => void {
+export function routes(health: HealthStatuses, runtime: OrchestratorRuntime & PolicyRuntime & ScheduleRuntime & AuditRuntime): (router: ConnectRouter) => void {
   // error_details too, so that grpcurl and friends can print ErrorInfo, BadRequest and RetryInfo.
   const reflection = reflectionServices(new DescriptorIndex(servedServices, [file_google_rpc_error_details]));
   return (router) => {
     router.service(ExecutionService, executionService(runtime));
     router.service(PolicyService, policyService(runtime));
+    router.service(ScheduleService, scheduleService(runtime));
     router.service(AuditService, auditService(runtime));
     for (const { service, landsWith } of notYetImplemented) registerNotImplemented(router, service, landsWith);
     router.service(Health, healthService(health));

@@ -14,6 +14,7 @@ import type { SqlError } from "@effect/sql/SqlError";
 import * as PgClient from "@effect/sql-pg/PgClient";
 import { Effect, Layer, Redacted } from "effect";
 import pg from "pg";
+import { scheduleTables } from "../sqlite/ScheduleStoreSqlite.js";
 
 /** Per statement wait for a connection/lock before failing, so a stuck database surfaces as an error. */
 const connectTimeoutMs = 10_000;
@@ -96,6 +97,8 @@ export const migrations = Migrator.fromRecord({
         heartbeat_time BIGINT NOT NULL
       )`;
   }),
+  // Schedules, their claimed slots and idempotency keys (src/ports/postgres/ScheduleStorePostgres.ts).
+  "3_schedules": Effect.flatMap(SqlClient.SqlClient, scheduleTables),
 });
 
 /** An arbitrary constant: the advisory lock key migrations run under. */
