@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { timestampDate, timestampFromMs, durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client, type ConnectError } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
@@ -40,11 +40,10 @@ const yearly = (o: Partial<MessageInitShape<typeof ScheduleSchema>> = {}): Messa
   spec: { cronExpressions: ["0 0 1 1 *"], timeZone: "UTC" },
   action: { operation: "demo.echo", input: { message: "hi" }, labels: { team: "core" } },
   ...o,
-});
+}) as MessageInitShape<typeof ScheduleSchema>;
 
-const reason = (e: { findDetails: (s: typeof ErrorInfoSchema) => Array<{ reason: string; metadata: Record<string, string> }> }) => e.findDetails(ErrorInfoSchema)[0];
-const fields = (e: { findDetails: (s: typeof BadRequestSchema) => Array<{ fieldViolations: Array<{ field: string }> }> }) =>
-  e.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field));
+const reason = (e: ConnectError) => e.findDetails(ErrorInfoSchema)[0];
+const fields = (e: ConnectError) => e.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field));
 
 describe("ScheduleService: create, get, list", () => {
   it("creates a schedule owned by the caller, with etag, info and next times", async () => {
