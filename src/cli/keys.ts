@@ -22,6 +22,8 @@ import type { AuditLogger } from "../ports/AuditLogger.js";
 import { ApiKeyStoreSqlite } from "../ports/sqlite/ApiKeyStoreSqlite.js";
 import { AuditLoggerSqlite } from "../ports/sqlite/AuditLoggerSqlite.js";
 import { SqliteDatabase } from "../ports/sqlite/SqliteDatabase.js";
+import { ApiKeyStoreSql } from "../ports/sql/ApiKeyStoreSql.js";
+import { PgDatabase } from "../ports/postgres/PgDatabase.js";
 
 export const keysUsage = `Usage:
   orchestrator keys create --subject S --roles r1,r2 [--tenant T] [--description X] [--data-dir D] [--json]
@@ -29,6 +31,7 @@ export const keysUsage = `Usage:
   orchestrator keys revoke ID [--data-dir D]
 
   --data-dir defaults to $ORCHESTRATOR_DATA_DIR, then ./data (as for the server).
+  --database-url URL (or $ORCHESTRATOR_DATABASE_URL): the keys of servers run on PostgreSQL.
   create prints the key once: only its hash is stored. --roles-file F checks the roles against F
   instead of the built-in admin, operator, viewer.
 `;
@@ -55,6 +58,7 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
         roles: { type: "string" },
         description: { type: "string" },
         "roles-file": { type: "string" },
+        "database-url": { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -74,6 +78,8 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
     return 2;
   };
   const dataDir = resolve(values["data-dir"] ?? env["ORCHESTRATOR_DATA_DIR"] ?? "./data");
+  // Servers on PostgreSQL (--database-url) keep their keys there, not in the data dir.
+  const databaseUrl = values["database-url"] ?? (env["ORCHESTRATOR_DATABASE_URL"] || undefined);
   const actor: Principal = { subject: `cli:${safeUser()}`, tenant: "default", roles: [] };
 
   let program: Effect.Effect<number, unknown, ApiKeyStore | AuditLogger>;
@@ -111,7 +117,7 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
     }
     case "list": {
       if (rest.length > 0) return usage(`unexpected argument "${rest[0]}"`);
-      if (!hasDatabase(dataDir)) return missing(io, dataDir);
+      if (databaseUrl === undefined && !hasDatabase(dataDir)) return missing(io, dataDir);
       program = Effect.map(listApiKeys(), (keys) => {
         if (values.json === true) io.out(JSON.stringify(keys.map(summary)) + "\n");
         else io.out(table(keys));
@@ -121,7 +127,7 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
     }
     case "revoke": {
       if (rest.length !== 1) return usage("expected exactly one key id");
-      if (!hasDatabase(dataDir)) return missing(io, dataDir);
+      if (databaseUrl === undefined && !hasDatabase(dataDir)) return missing(io, dataDir);
       const id = rest[0]!;
       program = Effect.map(revokeApiKey(id, actor), (result) => {
         io.out(result._tag === "Revoked" ? `Revoked API key ${id} (${result.record.subject}).\n` : `API key ${id} was already revoked.\n`);
@@ -133,7 +139,10 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
       return usage(`unknown command "${command}" (create, list or revoke)`);
   }
 
-  const layer = Layer.mergeAll(ApiKeyStoreSqlite, AuditLoggerSqlite).pipe(Layer.provide(SqliteDatabase.layer(dataDir)));
+  const layer =
+    databaseUrl === undefined
+      ? Layer.mergeAll(ApiKeyStoreSqlite, AuditLoggerSqlite).pipe(Layer.provide(SqliteDatabase.layer(dataDir)))
+      : Layer.mergeAll(ApiKeyStoreSql, AuditLoggerSqlite).pipe(Layer.provide(PgDatabase.layer(databaseUrl, { maxConnections: 2, applicationName: "orchestrator-keys" })));
   const quiet = Layer.merge(
     Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => io.err(`${Array.isArray(message) ? message.join(" ") : String(message)}\n`))),
     Logger.minimumLogLevel(LogLevel.Warning),

@@ -14,7 +14,7 @@ import { connectionOptions } from "./connection.js";
 import { exec } from "./exec.js";
 import { cancelExecution, getExecution, listExecutions } from "./executions.js";
 import { keysCommand } from "./keys.js";
-import { ExitCode, parseDuration, parseLabels, styleFor } from "./output.js";
+import { ExitCode, parseDuration, parseLabels, processIo, styleFor, type Io } from "./output.js";
 import { exitCodes, opt, withConnection } from "./command.js";
 import { scheduleCommands } from "./schedules.js";
 import { auditCommands } from "./audit.js";
@@ -135,15 +135,24 @@ const executionsCommand = Command.make("executions").pipe(
 // keys (local: on a data dir, no server needed) ------------------------------------------------
 
 const dataDir = Options.text("data-dir").pipe(Options.withDescription("The server's data dir. Default $ORCHESTRATOR_DATA_DIR, then ./data."), Options.optional);
+const databaseUrl = Options.text("database-url").pipe(
+  Options.withDescription("For servers on PostgreSQL: their database (postgres://…). Default $ORCHESTRATOR_DATABASE_URL."),
+  Options.optional,
+);
 const keysOutput = {
   output: connectionOptions.output,
   json: Options.boolean("json").pipe(Options.withDescription("Same as --output json.")),
 };
 /** Runs src/cli/keys.ts with the flags it has always taken. */
-const keys = (args: ReadonlyArray<string | undefined | false>) =>
+const keys = (args: ReadonlyArray<string | undefined | false>, io: Io = processIo) =>
   Effect.promise(async () => {
-    exitCodes.last = await keysCommand(args.filter((x): x is string => typeof x === "string"));
+    exitCodes.last = await keysCommand(args.filter((x): x is string => typeof x === "string"), process.env, io);
   });
+/** --key-only: the JSON that `create --json` prints, reduced to the key. */
+const keyOnlyIo: Io = {
+  out: (text) => processIo.out(`${(JSON.parse(text) as { key: string }).key}\n`),
+  err: processIo.err,
+};
 const flag = (name: string, value: Option.Option<string>) => (Option.isSome(value) ? [`--${name}`, value.value] : []);
 
 const keysCreate = Command.make(
@@ -151,11 +160,15 @@ const keysCreate = Command.make(
   {
     ...keysOutput,
     dataDir,
+    databaseUrl,
     subject: Options.text("subject").pipe(Options.withDescription("Who the key is for (its principal subject).")),
     roles: Options.text("roles").pipe(Options.withDescription("Comma-separated roles, e.g. operator or viewer.")),
     tenant: Options.text("tenant").pipe(Options.withDescription("Tenant (default: default)."), Options.optional),
     description: Options.text("description").pipe(Options.optional),
     rolesFile: Options.text("roles-file").pipe(Options.withDescription("Check the roles against this roles file instead of the built-in ones."), Options.optional),
+    keyOnly: Options.boolean("key-only").pipe(
+      Options.withDescription("Print only the key, for scripts: export ORCHESTRATOR_TOKEN=$(orchestrator keys create … --key-only)."),
+    ),
   },
   (a) =>
     keys([
@@ -166,16 +179,17 @@ const keysCreate = Command.make(
       ...flag("description", a.description),
       ...flag("roles-file", a.rolesFile),
       ...flag("data-dir", a.dataDir),
-      (a.json || a.output === "json") && "--json",
-    ]),
+      ...flag("database-url", a.databaseUrl),
+      (a.json || a.output === "json" || a.keyOnly) && "--json",
+    ], a.keyOnly ? keyOnlyIo : processIo),
 ).pipe(Command.withDescription("Create an API key; it is printed once (only its hash is stored)."));
 
-const keysList = Command.make("list", { ...keysOutput, dataDir }, (a) =>
-  keys(["list", ...flag("data-dir", a.dataDir), (a.json || a.output === "json") && "--json"]),
+const keysList = Command.make("list", { ...keysOutput, dataDir, databaseUrl }, (a) =>
+  keys(["list", ...flag("data-dir", a.dataDir), ...flag("database-url", a.databaseUrl), (a.json || a.output === "json") && "--json"]),
 ).pipe(Command.withDescription("List API keys (never their secrets)."));
 
-const keysRevoke = Command.make("revoke", { dataDir, keyId: Args.text({ name: "KEY_ID" }) }, (a) =>
-  keys(["revoke", a.keyId, ...flag("data-dir", a.dataDir)]),
+const keysRevoke = Command.make("revoke", { dataDir, databaseUrl, keyId: Args.text({ name: "KEY_ID" }) }, (a) =>
+  keys(["revoke", a.keyId, ...flag("data-dir", a.dataDir), ...flag("database-url", a.databaseUrl)]),
 ).pipe(Command.withDescription("Revoke an API key: refused from its next request on."));
 
 const keysGroup = Command.make("keys").pipe(
