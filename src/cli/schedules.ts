@@ -396,7 +396,8 @@ const preview = Command.make(
           times.map((t, i) => [String(i + 1), inZone(timestampDate(t), zone), inZone(timestampDate(t), local)]),
         ),
       );
-      if (response.truncated) io.out(`More follow (use --count or --end-time).\n`);
+      // Without --end-time the window is endless: "truncated" only says --count was reached.
+      if (response.truncated && Option.isSome(a.endTime)) io.out(`More follow before --end-time (raise --count).\n`);
     }),
 ).pipe(Command.withDescription("Preview the next fire times in the schedule's zone and in local time (daylight saving included)."));
 
