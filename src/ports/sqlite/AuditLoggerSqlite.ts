@@ -102,6 +102,8 @@ export interface SqlAuditOptions {
   readonly queueCapacity?: number;
   /** Events per transaction at most. Default 4,096. */
   readonly maxBatch?: number;
+  /** Runs before each commit (tests hold commits back with it to observe who waits for them). */
+  readonly beforeCommit?: Effect.Effect<void>;
 }
 
 /** Multi-row INSERTs of these sizes only, so the statement cache holds a handful of texts. */
@@ -166,7 +168,8 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
       });
 
     const commit = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
-      sql.withTransaction(insertBatch(batch)).pipe(
+      (options.beforeCommit ?? Effect.void).pipe(
+        Effect.zipRight(sql.withTransaction(insertBatch(batch))),
         Effect.tap((first) =>
           Effect.sync(() => {
             if (listeners.size === 0) return;
