@@ -96,6 +96,20 @@ describe("Scheduler: overlap policies", () => {
     ),
   );
 
+  it.effect("SKIP holds while another schedule's runs of the same slots end (claims are per schedule)", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "quick", schedule: input({ overlap: "ALLOW_ALL" }) });
+        yield* s.create(admin, { scheduleId: "slow", schedule: blocked("SKIP") });
+        yield* seconds(3);
+        expect(yield* nominals("quick")).toEqual([1000, 2000, 3000]);
+        expect(yield* nominals("slow")).toEqual([1000]);
+        expect((yield* s.get(admin, "slow")).record.overlapSkippedCount).toBe(2);
+      }),
+    ),
+  );
+
   it.effect("BUFFER_ONE: one slot waits and starts when the run ends; more are skipped", () =>
     withScheduler(() =>
       Effect.gen(function* () {

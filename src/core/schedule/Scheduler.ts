@@ -221,8 +221,10 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const fibers = yield* FiberSet.make();
     const events = yield* PubSub.sliding<ScheduleEvent>(4096);
     const wake = yield* Queue.sliding<void>(1);
-    /** Runs of this process: claimId → executionId (undefined while starting). */
+    /** Runs of this process: localKey(scheduleId, claimId) → executionId (undefined while starting). */
     const local = new Map<string, string | undefined>();
+    // Claim ids are unique per schedule only (cron:<slot>).
+    const localKey = (scheduleId: string, claimId: string) => `${scheduleId}\u0000${claimId}`;
     const compiled = new Map<string, { readonly key: string; readonly spec: CompiledSpec }>();
 
     const now = Clock.currentTimeMillis;
@@ -342,7 +344,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         const stale = new Set<string>();
         for (const e of r.running) {
           if (e.instanceId === me) {
-            if (!local.has(e.claimId)) stale.add(e.claimId); // this process no longer runs it
+            if (!local.has(localKey(r.scheduleId, e.claimId))) stale.add(e.claimId); // this process no longer runs it
           } else if (e.executionId === undefined) {
             if (t - e.since > settings.leaseMs) stale.add(e.claimId);
           } else {
@@ -391,17 +393,17 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     /** Starts one slot whose running placeholder is written; records the outcome. */
     const startRun = (scheduleId: string, slot: BufferedRun): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
-        local.set(slot.claimId, undefined);
+        local.set(localKey(scheduleId, slot.claimId), undefined);
         const found = yield* store.get(scheduleId);
         if (Option.isNone(found)) {
-          local.delete(slot.claimId);
+          local.delete(localKey(scheduleId, slot.claimId));
           return { _tag: "Gone" } as const;
         }
         const r = found.value;
         const a = r.action;
         if (slot.kind === "CRON" && r.state.remainingRuns === 0) {
           // Out of runs while it waited: dropped.
-          local.delete(slot.claimId);
+          local.delete(localKey(scheduleId, slot.claimId));
           yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
           yield* store.settleClaim(scheduleId, slot.claimId, "SKIPPED", undefined);
           return { _tag: "Skipped", run: { nominalTime: slot.nominalTime, kind: slot.kind } } as const;
@@ -424,7 +426,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           .pipe(Stream.runHead, Effect.exit);
         const t = yield* now;
         if (Exit.isFailure(exit) || Option.isNone(exit.value)) {
-          local.delete(slot.claimId);
+          local.delete(localKey(scheduleId, slot.claimId));
           const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none();
           if (Exit.isFailure(exit) && Option.isNone(failure)) yield* Effect.logError("schedule: starting a run failed", exit.cause);
           const error: ErrorDetail = Option.isSome(failure)
@@ -440,7 +442,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         }
         const accepted = exit.value.value;
         const executionId = accepted.executionId;
-        local.set(slot.claimId, executionId);
+        local.set(localKey(scheduleId, slot.claimId), executionId);
         const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, actualTime: t, executionId, state: accepted.kind._tag === "Accepted" ? accepted.kind.execution.state : "PENDING" };
         yield* modify(scheduleId, (cur) => {
           const remaining = slot.kind === "CRON" && cur.state.remainingRuns !== undefined ? Math.max(0, cur.state.remainingRuns - 1) : cur.state.remainingRuns;
@@ -475,7 +477,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     /** A run of this process ended: update the record, maybe pause, start what waits. */
     const runEnded = (scheduleId: string, slot: BufferedRun, executionId: string, rec: ExecutionRecord | undefined) =>
       Effect.gen(function* () {
-        local.delete(slot.claimId);
+        local.delete(localKey(scheduleId, slot.claimId));
         const state = rec?.state ?? "INTERRUPTED";
         const failed = state === "FAILED" || state === "TIMED_OUT";
         const ended = yield* modify(scheduleId, (cur) => {
