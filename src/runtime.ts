@@ -27,6 +27,7 @@ import { ApiKeyStoreSqlite } from "./ports/sqlite/ApiKeyStoreSqlite.js";
 import { PgDatabase } from "./ports/postgres/PgDatabase.js";
 import { PgInstanceLayer } from "./ports/postgres/PgInstance.js";
 import { ExecutionStorePostgres } from "./ports/postgres/ExecutionStorePostgres.js";
+import { AuditLoggerPostgres } from "./ports/postgres/AuditLoggerPostgres.js";
 import { ApiKeyStoreSql } from "./ports/sql/ApiKeyStoreSql.js";
 import { AuthValidator } from "./ports/AuthValidator.js";
 import type { AuthConfig } from "./auth-config.js";
@@ -67,7 +68,7 @@ export function storesLayer(config: Pick<ServerConfig, "dataDir" | "databaseUrl"
     return Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite, ScheduleStoreSqlite).pipe(Layer.provide(SqliteDatabase.layer(config.dataDir)));
   }
   const database = PgDatabase.layer(config.databaseUrl);
-  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerSqlite, ApiKeyStoreSql, ScheduleStorePostgres).pipe(
+  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerPostgres, ApiKeyStoreSql, ScheduleStorePostgres).pipe(
     Layer.provide(PgInstanceLayer.layer()),
     Layer.provideMerge(database),
   );

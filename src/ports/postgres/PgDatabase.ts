@@ -97,6 +97,37 @@ export const migrations = Migrator.fromRecord({
         heartbeat_time BIGINT NOT NULL
       )`;
   }),
+  // The audit log (src/ports/postgres/AuditLoggerPostgres.ts): sequences from the audit_state
+  // counter, whose row lock orders commits; pruned_through is the retention watermark.
+  "2_audit_log": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient;
+    yield* sql`
+      CREATE TABLE audit_events (
+        sequence BIGINT PRIMARY KEY,
+        time BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        principal TEXT,
+        principal_subject TEXT,
+        tenant TEXT,
+        operation TEXT,
+        execution_id TEXT,
+        schedule_id TEXT,
+        trace_id TEXT,
+        decision TEXT,
+        reason TEXT,
+        details TEXT
+      )`;
+    yield* sql`CREATE INDEX audit_events_by_execution ON audit_events (execution_id, sequence) WHERE execution_id IS NOT NULL`;
+    yield* sql`CREATE INDEX audit_events_by_tenant ON audit_events (tenant, sequence)`;
+    yield* sql`CREATE INDEX audit_events_by_schedule ON audit_events (schedule_id, sequence) WHERE schedule_id IS NOT NULL`;
+    yield* sql`
+      CREATE TABLE audit_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_sequence BIGINT NOT NULL,
+        pruned_through BIGINT NOT NULL
+      )`;
+    yield* sql`INSERT INTO audit_state (id, last_sequence, pruned_through) VALUES (1, 0, 0)`;
+  }),
   // Schedules, their claimed slots and idempotency keys (src/ports/postgres/ScheduleStorePostgres.ts).
   "3_schedules": Effect.flatMap(SqlClient.SqlClient, scheduleTables),
 });
