@@ -3,8 +3,9 @@
  * insert/get/list (filters, paging), compare-and-set, advance with claims, the due queue,
  * claim uniqueness, lease takeover and idempotency keys.
  */
+import { afterAll } from "vitest";
 import { describe, expect, it } from "@effect/vitest";
-import { Effect, Layer, Option } from "effect";
+import { Context, Effect, Layer, Option } from "effect";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +15,9 @@ import { ScheduleStoreMemory } from "../../src/ports/memory/ScheduleStoreMemory.
 import { ScheduleStoreSqlite } from "../../src/ports/sqlite/ScheduleStoreSqlite.js";
 import { SqliteDatabase } from "../../src/ports/sqlite/SqliteDatabase.js";
 import { admin, otherTenant } from "../support/core.js";
+import { sharedPostgres, stopSharedPostgres } from "../support/postgres.js";
+import { PgDatabase } from "../../src/ports/postgres/PgDatabase.js";
+import { ScheduleStorePostgres } from "../../src/ports/postgres/ScheduleStorePostgres.js";
 
 export const record = (id: string, o: Partial<ScheduleRecord> = {}): ScheduleRecord => ({
   scheduleId: id,
@@ -156,5 +160,30 @@ export const storeContract = (name: string, layer: () => Layer.Layer<ScheduleSto
     );
   });
 
+afterAll(() => stopSharedPostgres());
+
 storeContract("memory", () => ScheduleStoreMemory);
 storeContract("sqlite", () => ScheduleStoreSqlite.pipe(Layer.provide(SqliteDatabase.layer(mkdtempSync(join(tmpdir(), "schedule-store-"))))));
+storeContract("postgres", () =>
+  ScheduleStorePostgres.pipe(
+    Layer.provide(Layer.unwrapEffect(Effect.promise(async () => PgDatabase.layer(await (await sharedPostgres()).createDatabase(), { maxConnections: 2 })))),
+  ),
+);
+
+describe("ScheduleStore on PostgreSQL: concurrent lease takeover", () => {
+  it.scoped("two sweepers split the expired claims; each claim goes to one", () =>
+    Effect.gen(function* () {
+      const url = yield* Effect.promise(async () => (await sharedPostgres()).createDatabase());
+      const open = () =>
+        Layer.build(ScheduleStorePostgres.pipe(Layer.provide(PgDatabase.layer(url, { maxConnections: 2 })))).pipe(Effect.map(Context.get(ScheduleStore)));
+      const a = yield* open();
+      const b = yield* open();
+      yield* a.insert(record("s"));
+      for (let i = 1; i <= 200; i++) yield* a.claim(claim("s", i * 1000, 5000));
+      const [ta, tb] = yield* Effect.all([a.takeExpiredClaims(6000, "a", 60_000, 150), b.takeExpiredClaims(6000, "b", 60_000, 150)], { concurrency: 2 });
+      const ids = [...ta, ...tb].map((c) => c.claimId);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids.length).toBe(200);
+    }),
+  );
+});
