@@ -135,8 +135,10 @@ export type ScheduleSpec = Message<"orchestrator.v1.ScheduleSpec"> & {
    * IANA time zone the expressions are read in, e.g. `Europe/Paris`. Empty: `UTC`. Daylight
    * saving: a local time that does not exist (skipped by a forward change) fires once, shifted
    * forward by the gap (02:30 becomes 03:30 on a one-hour change); a local time that occurs
-   * twice (backward change) fires once, at its first occurrence. Unknown zones are
-   * INVALID_ARGUMENT.
+   * twice (backward change) fires once, at its first occurrence — except expressions whose
+   * hour field is every hour (intervals such as `*\/15 * * * *` or `0 * * * *`), which follow
+   * real time and fire at every occurrence, so they stay evenly spaced all year. Unknown zones
+   * are INVALID_ARGUMENT.
    *
    * @generated from field: string time_zone = 2;
    */
