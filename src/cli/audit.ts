@@ -9,7 +9,7 @@
 import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, Options } from "@effect/cli";
-import { Option } from "effect";
+import * as Option from "effect/Option";
 import {
   AuditEventOrder,
   AuditEventSchema,

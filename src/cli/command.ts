@@ -3,7 +3,8 @@
  * usage mistakes exit 2, RPC errors are printed with their code, message and details (JSON on
  * stderr with --output json) and exit 3 (4 when the server cannot be reached).
  */
-import { Effect, Option } from "effect";
+import * as Effect from "effect/Effect";
+import * as Option from "effect/Option";
 import { connect, type Connection, type ConnectionArgs } from "./connection.js";
 import { ExitCode, processIo, styleFor, UsageError, type Io } from "./output.js";
 import { describeError, exitCodeOf, formatError } from "./rpc-error.js";

@@ -8,12 +8,13 @@
  * and google.rpc details (rpc-error.ts).
  */
 import { Args, Command, Options, ValidationError } from "@effect/cli";
-import { NodeContext } from "@effect/platform-node";
-import { Effect, Option } from "effect";
+// Deep imports: the barrels of effect and @effect/platform-node load far more than the CLI uses.
+import * as NodeContext from "@effect/platform-node/NodeContext";
+import * as Effect from "effect/Effect";
+import * as Option from "effect/Option";
 import { connectionOptions } from "./connection.js";
 import { exec } from "./exec.js";
 import { cancelExecution, getExecution, listExecutions } from "./executions.js";
-import { keysCommand } from "./keys.js";
 import { ExitCode, parseDuration, parseLabels, processIo, styleFor, type Io } from "./output.js";
 import { exitCodes, opt, withConnection } from "./command.js";
 import { scheduleCommands } from "./schedules.js";
@@ -146,6 +147,8 @@ const keysOutput = {
 /** Runs src/cli/keys.ts with the flags it has always taken. */
 const keys = (args: ReadonlyArray<string | undefined | false>, io: Io = processIo) =>
   Effect.promise(async () => {
+    // Loaded on demand: the SQLite and PostgreSQL drivers are not needed by the other commands.
+    const { keysCommand } = await import("./keys.js");
     exitCodes.last = await keysCommand(args.filter((x): x is string => typeof x === "string"), process.env, io);
   });
 /** --key-only: the JSON that `create --json` prints, reduced to the key. */

@@ -4,7 +4,7 @@
 import { toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Args, Command, Options } from "@effect/cli";
-import { Option } from "effect";
+import * as Option from "effect/Option";
 import {
   ListScheduleMatchingTimesResponseSchema,
   ListSchedulesResponseSchema,
