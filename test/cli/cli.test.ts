@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnServer, type ServerProcess } from "../support/server.js";
-import { cli } from "./run.js";
+import { cli, cliPiped } from "./run.js";
 
 const keyPattern = /ork_[a-z0-9]{12}_[A-Za-z0-9]{43}/;
 
@@ -206,5 +206,32 @@ describe("TLS", () => {
     const untrusted = await cli([...echo, "--address", `https://localhost:${tls.port}`]);
     expect(untrusted.code).toBe(4);
     expect(untrusted.stderr).toMatch(/^error: [A-Z_]+: self-signed certificate/);
+  });
+});
+
+describe("orchestrator serve, --help, --version", () => {
+  it("serve runs the server with the server's flags; SIGTERM drains and exits 0", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "orchestrator-cli-serve-"));
+    const logged = cliPiped(["serve", "--port", "0", "--data-dir", dir, "--auth", "none", "--demo-operations"]);
+    await logged.waitFor(/"msg":"listening"/);
+    const port = /"port":(\d+)/.exec(logged.output())![1];
+    const r = await cli(["exec", "demo.echo", "--input", '{"message":"served"}', "--address", `127.0.0.1:${port}`]);
+    expect(r.code, r.stderr).toBe(0);
+    logged.child.kill("SIGTERM");
+    expect(await logged.exited).toBe(0);
+    expect(logged.output()).toMatch(/"msg":"shutting down"/);
+  });
+
+  it("serve --help prints the server's settings; --help lists the commands; --version", async () => {
+    const serveHelp = await cli(["serve", "--help"]);
+    expect(serveHelp.code).toBe(0);
+    expect(serveHelp.stdout).toMatch(/^Usage: orchestrator serve \[flags\]/);
+    expect(serveHelp.stdout).toContain("ORCHESTRATOR_DATABASE_URL");
+    const help = await cli(["--help"]);
+    expect(help.code).toBe(0);
+    for (const c of ["serve", "exec", "executions list", "schedules preview", "audit tail", "keys create"]) expect(help.stdout).toContain(`- ${c}`);
+    const version = await cli(["--version"]);
+    expect([version.code, version.stdout.trim()]).toEqual([0, "0.1.0"]);
+    expect((await cli(["frobnicate"])).code).toBe(2);
   });
 });
