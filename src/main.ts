@@ -2,7 +2,7 @@
  * `npm start` / `orchestrator serve`: reads the configuration, serves until SIGTERM or SIGINT,
  * drains, and exits 0. A second signal exits at once.
  * `orchestrator keys …`: API key administration on a data dir (src/cli/keys.ts).
- * `exec`, `executions`, `schedules`, `audit`: the client commands of src/cli/main.ts (the
+ * `exec`, `executions`, `schedules`, `audit`, `policy`: the client commands of src/cli/main.ts (the
  * `orchestrator` bin, src/cli/orchestrator.js, runs the same).
  */
 import { ConfigError, loadConfig, usage } from "./config.js";
@@ -63,7 +63,7 @@ export async function serve(argv: ReadonlyArray<string>): Promise<void> {
 }
 
 /** First arguments that name a client command rather than server flags. */
-const clientCommands = new Set(["exec", "executions", "schedules", "audit"]);
+const clientCommands = new Set(["exec", "executions", "schedules", "audit", "policy"]);
 
 const isEntry = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/src/main.ts") === true;
 if (isEntry) {

@@ -12,6 +12,7 @@ import * as Option from "effect/Option";
 import { ExecutionService } from "../../gen/orchestrator/v1/execution_service_pb.js";
 import { ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
 import { AuditService } from "../../gen/orchestrator/v1/audit_service_pb.js";
+import { PolicyService } from "../../gen/orchestrator/v1/policy_service_pb.js";
 import { UsageError } from "./output.js";
 
 export const defaultAddress = "127.0.0.1:50051";
@@ -67,6 +68,7 @@ export interface Connection {
   readonly executions: Client<typeof ExecutionService>;
   readonly schedules: Client<typeof ScheduleService>;
   readonly audit: Client<typeof AuditService>;
+  readonly policy: Client<typeof PolicyService>;
 }
 
 /** `host:port` → a base URL; `http(s)://…` as is. */
@@ -117,5 +119,6 @@ export function connect(args: ConnectionArgs): Connection {
     executions: createClient(ExecutionService, transport),
     schedules: createClient(ScheduleService, transport),
     audit: createClient(AuditService, transport),
+    policy: createClient(PolicyService, transport),
   };
 }

@@ -19,6 +19,7 @@ import { ExitCode, parseDuration, parseLabels, processIo, styleFor, type Io } fr
 import { exitCodes, opt, withConnection } from "./command.js";
 import { scheduleCommands } from "./schedules.js";
 import { auditCommands } from "./audit.js";
+import { policyCommands } from "./policy.js";
 
 export const version = "0.1.0";
 
@@ -208,7 +209,7 @@ const serveCommand = Command.make("serve").pipe(
 
 const root = Command.make("orchestrator").pipe(
   Command.withDescription("Orchestrator: run operations, manage schedules, follow the audit log; or run the server."),
-  Command.withSubcommands([serveCommand, execCommand, executionsCommand, scheduleCommands, auditCommands, keysGroup]),
+  Command.withSubcommands([serveCommand, execCommand, executionsCommand, scheduleCommands, auditCommands, policyCommands, keysGroup]),
 );
 
 const cli = Command.run(root, { name: "orchestrator", version });

@@ -6,13 +6,17 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Args, Command, Options } from "@effect/cli";
 import * as Option from "effect/Option";
 import {
+  BackfillScheduleResponseSchema,
   ListScheduleMatchingTimesResponseSchema,
+  ScheduleEventSchema,
+  ScheduleRunKind,
   ListSchedulesResponseSchema,
   OverlapPolicy,
   ScheduleSchema,
   TriggerOutcome,
   TriggerScheduleResponseSchema,
   type Schedule,
+  type ScheduleRun,
   type ScheduleSpecSchema,
   type ScheduleActionSchema,
   type SchedulePolicySchema,
@@ -401,7 +405,79 @@ const preview = Command.make(
     }),
 ).pipe(Command.withDescription("Preview the next fire times in the schedule's zone and in local time (daylight saving included)."));
 
+const runLine = (r: ScheduleRun | undefined): string => {
+  if (r === undefined) return "";
+  const parts = [`slot ${iso(r.nominalTime)}`, (ScheduleRunKind[r.kind] ?? "").toLowerCase()];
+  if (r.executionId !== "") parts.push(`execution ${r.executionId}`);
+  if (r.state !== 0) parts.push(stateName(r.state));
+  if (r.error !== undefined) parts.push(`${r.error.type}: ${r.error.message}`);
+  return parts.filter((p) => p !== "").join("  ");
+};
+
+const watch = Command.make(
+  "watch",
+  {
+    ...connectionOptions,
+    scheduleId,
+    limit: Options.integer("limit").pipe(Options.withDescription("Stop after this many events (the snapshot not counted)."), Options.optional),
+  },
+  (a) =>
+    withConnection(a, async (conn, io) => {
+      const abort = new AbortController();
+      const stop = () => abort.abort();
+      process.once("SIGINT", stop);
+      let seen = 0;
+      try {
+        for await (const { event } of conn.schedules.watchSchedule({ scheduleId: a.scheduleId }, { signal: abort.signal })) {
+          if (event === undefined) continue;
+          if (conn.output === "json") io.out(JSON.stringify(toJson(ScheduleEventSchema, event)) + "\n");
+          else if (event.kind.case === "snapshot") {
+            const s = event.kind.value;
+            const next = s.info?.nextRunTimes[0];
+            io.out(`Watching schedule ${s.scheduleId} (${s.state?.paused === true ? "paused" : "active"}${next === undefined ? "" : `; next run ${iso(next)}`}); Ctrl-C stops.\n`);
+          } else if (event.kind.case !== undefined) {
+            io.out(`${iso(event.time)}  ${event.kind.case.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}  ${runLine(event.kind.value)}\n`);
+          }
+          if (event.kind.case !== "snapshot" && Option.isSome(a.limit) && ++seen >= a.limit.value) return;
+        }
+        if (conn.output === "text") io.out(`Schedule ${a.scheduleId} was deleted.\n`);
+      } catch (e) {
+        if (!abort.signal.aborted) throw e;
+      } finally {
+        process.off("SIGINT", stop);
+      }
+    }),
+).pipe(Command.withDescription("Follow a schedule: each slot fired, buffered, skipped or missed, and each run's end (until Ctrl-C, or it is deleted)."));
+
+const backfill = Command.make(
+  "backfill",
+  {
+    ...connectionOptions,
+    scheduleId,
+    startTime: Options.text("start-time").pipe(Options.withDescription("Start of the past window, RFC 3339 (inclusive).")),
+    endTime: Options.text("end-time").pipe(Options.withDescription("End of the window, RFC 3339 (exclusive, not in the future); `now` works.")),
+    overlap: Options.text("overlap").pipe(Options.withDescription(`Overlap policy among the runs (default buffer-all: every slot, one after another): ${overlapChoices}.`), Options.optional),
+    requestId,
+  },
+  (a) =>
+    withConnection(a, async (conn, io) => {
+      const response = await conn.schedules.backfillSchedule({
+        scheduleId: a.scheduleId,
+        startTime: parseTime("--start-time", a.startTime),
+        endTime: parseTime("--end-time", a.endTime),
+        requestId: opt(a.requestId) ?? "",
+        ...(Option.isSome(a.overlap) ? { overlapPolicy: parseEnum("--overlap", OverlapPolicy, "OVERLAP_POLICY_", a.overlap.value) as OverlapPolicy } : {}),
+      });
+      if (conn.output === "json") {
+        io.out(jsonText(toJson(BackfillScheduleResponseSchema, response), false));
+        return;
+      }
+      const n = response.nominalTimes.length;
+      io.out(`Queued ${n} run${n === 1 ? "" : "s"} of schedule ${a.scheduleId}${n === 0 ? "" : ":"}\n` + response.nominalTimes.map((t) => `  ${iso(t)}\n`).join(""));
+    }),
+).pipe(Command.withDescription("Run the slots of a past window now (as ListScheduleMatchingTimes lists them), oldest first."));
+
 export const scheduleCommands = Command.make("schedules").pipe(
   Command.withDescription("Manage cron schedules."),
-  Command.withSubcommands([create, list, get, update, pause, resume, trigger, remove, preview]),
+  Command.withSubcommands([create, list, get, update, pause, resume, trigger, remove, preview, watch, backfill]),
 );

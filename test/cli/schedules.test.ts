@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnServer, type ServerProcess } from "../support/server.js";
-import { cli } from "./run.js";
+import { cli, cliPiped } from "./run.js";
 
 let server: ServerProcess;
 const env = (extra: NodeJS.ProcessEnv = {}) => ({ ORCHESTRATOR_ADDRESS: server.address, TZ: "UTC", ...extra });
@@ -145,6 +145,27 @@ describe("orchestrator schedules", () => {
     );
     expect((await cli(["schedules", "preview"], { env: env() })).code).toBe(2);
     expect((await cli(["schedules", "preview", "reports", "--cron", "@daily"], { env: env() })).code).toBe(2);
+  });
+
+  it("watch follows the schedule (snapshot, fired, run ended); backfill queues the slots of a past window", async () => {
+    const watch = cliPiped(["schedules", "watch", "reports", "--limit", "2"], env());
+    await watch.waitFor(/^Watching schedule reports \(active; next run \S+Z\); Ctrl-C stops\.\n/);
+    const triggered = await json(["schedules", "trigger", "reports"]);
+    const id = (triggered["run"] as { executionId: string }).executionId;
+    expect(await watch.exited).toBe(0);
+    const lines = watch.output().trimEnd().split("\n").slice(1);
+    expect(lines[0]).toMatch(new RegExp(`^\\S+Z  fired  slot \\S+Z  trigger  execution ${id}( |$)`));
+    expect(lines[1]).toMatch(new RegExp(`^\\S+Z  run_ended  slot \\S+Z  trigger  execution ${id}  SUCCEEDED$`));
+
+    // 09:00 in New York is 14:00 UTC in January: three slots in three days.
+    const backfilled = await cli(["schedules", "backfill", "reports", "--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-01-04T00:00:00Z"], { env: env() });
+    expect(backfilled.code, backfilled.stderr).toBe(0);
+    expect(backfilled.stdout).toBe(
+      "Queued 3 runs of schedule reports:\n  2026-01-01T14:00:00.000Z\n  2026-01-02T14:00:00.000Z\n  2026-01-03T14:00:00.000Z\n",
+    );
+    const future = await cli(["schedules", "backfill", "reports", "--start-time", "2026-01-01T00:00:00Z", "--end-time", "2999-01-01T00:00:00Z"], { env: env() });
+    expect(future.code).toBe(3);
+    expect(future.stderr).toMatch(/^error: INVALID_ARGUMENT: /);
   });
 
   it("delete; then get is NOT_FOUND with the schedule id (exit 3); --allow-missing succeeds", async () => {
