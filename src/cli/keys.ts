@@ -28,7 +28,7 @@ import { PgDatabase } from "../ports/postgres/PgDatabase.js";
 export const keysUsage = `Usage:
   orchestrator keys create --subject S --roles r1,r2 [--tenant T] [--description X] [--data-dir D] [--json]
   orchestrator keys list [--data-dir D] [--json]
-  orchestrator keys revoke ID [--data-dir D]
+  orchestrator keys revoke ID [--data-dir D] [--json]
 
   --data-dir defaults to $ORCHESTRATOR_DATA_DIR, then ./data (as for the server).
   --database-url URL (or $ORCHESTRATOR_DATABASE_URL): the keys of servers run on PostgreSQL.
@@ -130,7 +130,8 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
       if (databaseUrl === undefined && !hasDatabase(dataDir)) return missing(io, dataDir);
       const id = rest[0]!;
       program = Effect.map(revokeApiKey(id, actor), (result) => {
-        io.out(result._tag === "Revoked" ? `Revoked API key ${id} (${result.record.subject}).\n` : `API key ${id} was already revoked.\n`);
+        if (values.json === true) io.out(JSON.stringify({ id, revoked: true, already_revoked: result._tag !== "Revoked" }) + "\n");
+        else io.out(result._tag === "Revoked" ? `Revoked API key ${id} (${result.record.subject}).\n` : `API key ${id} was already revoked.\n`);
         return 0;
       });
       break;

@@ -192,8 +192,8 @@ const keysList = Command.make("list", { ...keysOutput, dataDir, databaseUrl }, (
   keys(["list", ...flag("data-dir", a.dataDir), ...flag("database-url", a.databaseUrl), (a.json || a.output === "json") && "--json"]),
 ).pipe(Command.withDescription("List API keys (never their secrets)."));
 
-const keysRevoke = Command.make("revoke", { dataDir, databaseUrl, keyId: Args.text({ name: "KEY_ID" }) }, (a) =>
-  keys(["revoke", a.keyId, ...flag("data-dir", a.dataDir), ...flag("database-url", a.databaseUrl)]),
+const keysRevoke = Command.make("revoke", { ...keysOutput, dataDir, databaseUrl, keyId: Args.text({ name: "KEY_ID" }) }, (a) =>
+  keys(["revoke", a.keyId, ...flag("data-dir", a.dataDir), ...flag("database-url", a.databaseUrl), (a.json || a.output === "json") && "--json"]),
 ).pipe(Command.withDescription("Revoke an API key: refused from its next request on."));
 
 const keysGroup = Command.make("keys").pipe(

@@ -45,6 +45,7 @@ describe("orchestrator keys", () => {
 
     expect(await cli(["executions", "list"], { env: env({ ORCHESTRATOR_TOKEN: key }) })).toMatchObject({ code: 0 });
     expect(await cli(["keys", "revoke", id, "--data-dir", server.dataDir])).toMatchObject({ code: 0, stdout: `Revoked API key ${id} (temp).\n` });
+    expect(await cli(["keys", "revoke", id, "--data-dir", server.dataDir, "-o", "json"])).toMatchObject({ code: 0, stdout: `{"id":"${id}","revoked":true,"already_revoked":true}\n` });
     const refused = await cli(["executions", "list"], { env: env({ ORCHESTRATOR_TOKEN: key }) });
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(/^error: UNAUTHENTICATED: invalid credentials\n {2}reason: UNAUTHENTICATED \(orchestrator\.v1\)/);
