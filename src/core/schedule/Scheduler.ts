@@ -261,17 +261,34 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       audit.log({ ...entry, scheduleId: r.scheduleId, operation: r.action.operation, principal: entry.principal ?? r.owner });
 
     /** Read-modify-write with compare-and-set on rev; `f` returns the new record (or none) and a result. */
-    const modify = <A>(scheduleId: string, f: (r: ScheduleRecord, now: number) => { readonly record?: ScheduleRecord | undefined; readonly result: A }) =>
+    /**
+     * Like modify, starting from `start` (a record this process just read or wrote) when given, so
+     * the common case costs one write and no read; returns the result and the record as stored.
+     */
+    const modifyFrom = <A>(
+      scheduleId: string,
+      start: ScheduleRecord | undefined,
+      f: (r: ScheduleRecord, now: number) => { readonly record?: ScheduleRecord | undefined; readonly result: A },
+    ) =>
       Effect.gen(function* () {
+        let known = start;
         for (;;) {
-          const found = yield* store.get(scheduleId);
-          if (Option.isNone(found)) return Option.none<A>();
-          const r = found.value;
+          let r: ScheduleRecord;
+          if (known !== undefined) r = known;
+          else {
+            const found = yield* store.get(scheduleId);
+            if (Option.isNone(found)) return Option.none<readonly [A, ScheduleRecord]>();
+            r = found.value;
+          }
+          known = undefined;
           const out = f(r, yield* now);
-          if (out.record === undefined) return Option.some(out.result);
-          if (yield* store.replace({ ...out.record, rev: r.rev + 1 }, r.rev)) return Option.some(out.result);
+          if (out.record === undefined) return Option.some([out.result, r] as const);
+          const written = { ...out.record, rev: r.rev + 1 };
+          if (yield* store.replace(written, r.rev)) return Option.some([out.result, written] as const);
         }
       });
+    const modify = <A>(scheduleId: string, f: (r: ScheduleRecord, now: number) => { readonly record?: ScheduleRecord | undefined; readonly result: A }) =>
+      Effect.map(modifyFrom(scheduleId, undefined, f), Option.map(([a]) => a));
 
     const nextRunTimes = (r: ScheduleRecord): number[] => {
       if (r.state.paused || r.nextFireTime === undefined) return [];
@@ -391,10 +408,10 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     };
 
     /** Starts one slot whose running placeholder is written; records the outcome. */
-    const startRun = (scheduleId: string, slot: BufferedRun): Effect.Effect<Dispatched, StoreError> =>
+    const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         local.set(localKey(scheduleId, slot.claimId), undefined);
-        const found = yield* store.get(scheduleId);
+        const found = written === undefined ? yield* store.get(scheduleId) : Option.some(written);
         if (Option.isNone(found)) {
           local.delete(localKey(scheduleId, slot.claimId));
           return { _tag: "Gone" } as const;
@@ -444,7 +461,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         const executionId = accepted.executionId;
         local.set(localKey(scheduleId, slot.claimId), executionId);
         const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, actualTime: t, executionId, state: accepted.kind._tag === "Accepted" ? accepted.kind.execution.state : "PENDING" };
-        yield* modify(scheduleId, (cur) => {
+        yield* modifyFrom(scheduleId, r, (cur) => {
           const remaining = slot.kind === "CRON" && cur.state.remainingRuns !== undefined ? Math.max(0, cur.state.remainingRuns - 1) : cur.state.remainingRuns;
           return {
             record: {
@@ -496,7 +513,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
                   }
                 : {}),
             },
-            result: { pause, record: cur },
+            result: { pause, record: cur, waiting: cur.buffer.length > 0 },
           };
         });
         if (Option.isNone(ended)) return;
@@ -512,7 +529,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         if (ended.value.pause) {
           yield* auditSchedule(ended.value.record, { type: "SCHEDULE_PAUSED", reason: `execution ${executionId} ended ${state}`, details: { pause_on_failure: true, execution_id: executionId } });
         }
-        yield* pump(scheduleId);
+        if (ended.value.waiting) yield* pump(scheduleId);
       }).pipe(Effect.catchAll((e) => Effect.logError("schedule: recording a run's end failed", e)));
 
     /** Starts the oldest waiting slot when nothing runs. */
@@ -522,7 +539,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         if (Option.isNone(found) || found.value.buffer.length === 0) return;
         const t0 = yield* now;
         const stale = yield* staleRunning(found.value, t0);
-        const picked = yield* modify(scheduleId, (cur, t) => {
+        const picked = yield* modifyFrom(scheduleId, found.value, (cur, t) => {
           const running = cur.running.filter((e) => !stale.has(e.claimId));
           if (running.length > 0 || cur.buffer.length === 0) return { record: running.length === cur.running.length ? undefined : { ...cur, running }, result: undefined };
           const [head, ...rest] = cur.buffer;
@@ -531,12 +548,12 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             result: head,
           };
         });
-        if (Option.isSome(picked) && picked.value !== undefined) yield* startRun(scheduleId, picked.value);
+        if (Option.isSome(picked) && picked.value[0] !== undefined) yield* startRun(scheduleId, picked.value[0], picked.value[1]);
       });
     const pumpLater = (scheduleId: string) => FiberSet.run(fibers, pump(scheduleId).pipe(Effect.catchAll((e) => Effect.logError("schedule: pump failed", e))));
 
     /** Dispatches one claimed slot through the overlap policy. */
-    const dispatch = (claim: Claim, takenOver: boolean): Effect.Effect<Dispatched, StoreError> =>
+    const dispatch = (claim: Claim, takenOver: boolean, hint?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         const slot: BufferedRun = { claimId: claim.claimId, nominalTime: claim.nominalTime, kind: claim.kind };
         if (takenOver) {
@@ -547,13 +564,14 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             return { _tag: "Started", run: { nominalTime: claim.nominalTime, kind: claim.kind, executionId: existing } } as const;
           }
         }
-        const found = yield* store.get(claim.scheduleId);
+        const found = hint === undefined ? yield* store.get(claim.scheduleId) : Option.some(hint);
         if (Option.isNone(found)) {
           yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
           return { _tag: "Gone" } as const;
         }
+        // Entries added after this read are not in `stale`: they count as active (the safe side).
         const stale = yield* staleRunning(found.value, yield* now);
-        const decided = yield* modify(claim.scheduleId, (cur, t) => {
+        const decided = yield* modifyFrom(claim.scheduleId, found.value, (cur, t) => {
           const out = decide(cur, slot, claim.overlap ?? cur.policy.overlap, stale, t);
           return { record: out.record, result: out };
         });
@@ -561,8 +579,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
           return { _tag: "Gone" } as const;
         }
-        const d = decided.value.decision;
-        const r = decided.value.record;
+        const d = decided.value[0].decision;
+        const r = decided.value[0].record;
+        const written = decided.value[1];
         const run: ScheduleRun = { nominalTime: claim.nominalTime, kind: claim.kind };
         switch (d._tag) {
           case "Start": {
@@ -570,10 +589,10 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               // An older waiting slot started instead; this one waits.
               yield* store.settleClaim(claim.scheduleId, claim.claimId, "BUFFERED", undefined);
               yield* publish(claim.scheduleId, { _tag: "Buffered", run });
-              yield* startRun(claim.scheduleId, d.slot);
+              yield* startRun(claim.scheduleId, d.slot, written);
               return { _tag: "Buffered", run } as const;
             }
-            return yield* startRun(claim.scheduleId, slot);
+            return yield* startRun(claim.scheduleId, slot, written);
           }
           case "Buffer": {
             yield* store.settleClaim(claim.scheduleId, claim.claimId, "BUFFERED", undefined);
@@ -661,13 +680,15 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             });
             for (const s of missed) yield* publish(scheduleId, { _tag: "Missed", run: { nominalTime: s, kind: "CRON" } });
           }
+          let hint: ScheduleRecord | undefined = advanced; // the record as just stored, for the first dispatch
           for (const claim of claims) {
             const after = c.next(claim.nominalTime);
             const delay = claim.nominalTime + jitterFor(scheduleId, claim.nominalTime, jitterMax, after) - t;
-            const go = dispatch(claim, false).pipe(Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)));
+            const go = dispatch(claim, false, delay > 0 ? undefined : hint).pipe(Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)));
             // Jittered slots wait in their own fiber; the lease covers the wait.
             if (delay > 0) yield* FiberSet.run(fibers, Effect.zipRight(Effect.sleep(Duration.millis(delay)), go));
             else yield* go;
+            hint = undefined;
           }
           if (r.buffer.length > 0 && claims.length === 0) yield* pumpLater(scheduleId);
           return;
