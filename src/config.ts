@@ -41,6 +41,8 @@ export interface ServerConfig {
   readonly databaseUrl: string | undefined;
   /** When Redis cannot be reached: refuse ("deny", fail closed) or admit ("allow", fail open). */
   readonly rateLimitOnError: FailureMode;
+  /** How long a Redis decision may take before it counts as Redis being unreachable. */
+  readonly redisTimeoutMs: number;
   /** How long ended executions are kept. */
   readonly retentionMs: number;
   /** How long audit events are kept; undefined = regardless of age. */
@@ -87,6 +89,7 @@ export const settings = {
   limitsFile: { flag: "limits-file", env: "ORCHESTRATOR_LIMITS_FILE", default: undefined, help: "JSON file of rate limits: request, operation, tenant, models, minInterval, maxInFlight, overrides, shadow (see README, Limits)" },
   databaseUrl: { flag: "database-url", env: "ORCHESTRATOR_DATABASE_URL", default: undefined, help: "keep executions, schedules, the audit log and API keys in PostgreSQL (postgres://user[:password]@host:port/db), shared by several instances; unset = SQLite in --data-dir" },
   redisUrl: { flag: "redis-url", env: "ORCHESTRATOR_REDIS_URL", default: undefined, help: "keep rate-limit state and token budgets in Redis (redis://host:port[/db]), shared by several instances; unset = in memory" },
+  redisTimeout: { flag: "redis-timeout", env: "ORCHESTRATOR_REDIS_TIMEOUT", default: "1s", help: "how long a Redis rate-limit or budget decision may take before Redis counts as unreachable (see --rate-limit-on-error)" },
   rateLimitOnError: { flag: "rate-limit-on-error", env: "ORCHESTRATOR_RATE_LIMIT_ON_ERROR", default: "deny", help: "when Redis cannot be reached: deny (refuse, UNAVAILABLE) or allow (rate limits: admitted, audited as degraded; token budgets: admitted unreserved)" },
   retention: { flag: "retention", env: "ORCHESTRATOR_RETENTION", default: "7d", help: "how long ended executions are kept (e.g. 12h, 30d)" },
   auditRetention: { flag: "audit-retention", env: "ORCHESTRATOR_AUDIT_RETENTION", default: "90d", help: "how long audit events are kept (e.g. 30d); 0 = regardless of age" },
@@ -194,6 +197,10 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
   if (rateLimitOnError !== "deny" && rateLimitOnError !== "allow") {
     throw new ConfigError(`${where(settings.rateLimitOnError)}: expected deny or allow, got "${rateLimitOnError}"`);
   }
+  const redisTimeoutMs = parseDurationMs(get(settings.redisTimeout) ?? "1s");
+  if (redisTimeoutMs === undefined || redisTimeoutMs <= 0) {
+    throw new ConfigError(`${where(settings.redisTimeout)}: expected a duration like 500ms or 2s`);
+  }
   const retentionMs = parseDurationMs(get(settings.retention) ?? "");
   if (retentionMs === undefined || retentionMs <= 0) {
     throw new ConfigError(`${where(settings.retention)}: expected a duration like 12h or 30d`);
@@ -268,6 +275,7 @@ export function loadConfig(argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv):
     redisUrl,
     databaseUrl,
     rateLimitOnError,
+    redisTimeoutMs,
     retentionMs,
     auditRetentionMs: auditRetentionMs === 0 ? undefined : auditRetentionMs,
     auditRetentionEvents,

@@ -77,7 +77,7 @@ export function storesLayer(config: Pick<ServerConfig, "dataDir" | "databaseUrl"
 export function appLayer(config: ServerConfig, logger: JsonLogger) {
   // Token budgets and model limits: in the same store as the rate limits (memory, or Redis).
   const tokenLedger =
-    config.redisUrl === undefined ? TokenLedgerMemory : TokenLedgerRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError });
+    config.redisUrl === undefined ? TokenLedgerMemory : TokenLedgerRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError, commandTimeoutMs: config.redisTimeoutMs });
   const deps = Layer.mergeAll(
     OrchestratorConfig.layer({ operationRateLimit: config.operationRateLimit, limits: config.limits, retentionMs: config.retentionMs, roles: config.roles }),
     OperationRegistry.layer(
@@ -88,7 +88,7 @@ export function appLayer(config: ServerConfig, logger: JsonLogger) {
     ),
     storesLayer(config),
     // Rate-limit state: this process's memory, or Redis when several instances share limits.
-    config.redisUrl === undefined ? RateLimiterMemory : RateLimiterRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError }),
+    config.redisUrl === undefined ? RateLimiterMemory : RateLimiterRedis.layer({ url: config.redisUrl, onError: config.rateLimitOnError, commandTimeoutMs: config.redisTimeoutMs }),
     tokenLedger,
   );
   // Policy: the rules of --policy-file (none: allow all, no budgets), watched and reloaded; budgets

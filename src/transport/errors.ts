@@ -55,16 +55,6 @@ export function clip(text: string): string {
   return text.length <= maxQuoted ? text : `${text.slice(0, maxQuoted)}… (${text.length} chars)`;
 }
 
-/** An RPC whose issue has not landed yet. */
-export function notImplemented(method: string, landsWith: string): ConnectError {
-  return rpcError({
-    code: Code.Unimplemented,
-    message: `${method} is not implemented yet; it lands with ${landsWith}`,
-    reason: "NOT_IMPLEMENTED",
-    metadata: { method, lands_with: landsWith },
-  });
-}
-
 /** A path that names no service method this server has. */
 export function unknownMethod(path: string): ConnectError {
   return rpcError({

@@ -13,7 +13,6 @@ import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/r
 import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthStatuses, healthService } from "./health.js";
 import { DescriptorIndex, reflectionServices } from "./reflection.js";
-import { registerNotImplemented } from "./unimplemented.js";
 import { executionService, type OrchestratorRuntime } from "./execution-service.js";
 import { policyService, type PolicyRuntime } from "./policy-service.js";
 import { scheduleService, type ScheduleRuntime } from "./schedule-service.js";
@@ -21,10 +20,6 @@ import { auditService, type AuditRuntime } from "./audit-service.js";
 
 /** The orchestrator's own services. */
 export const orchestratorServices: ReadonlyArray<DescService> = [ExecutionService, ScheduleService, AuditService, PolicyService];
-
-/** Services whose issue has not landed: every RPC answers UNIMPLEMENTED naming it. */
-const notYetImplemented: ReadonlyArray<{ readonly service: DescService; readonly landsWith: string }> = [
-];
 
 export const servedServices: ReadonlyArray<DescService> = [
   ...orchestratorServices,
@@ -45,7 +40,6 @@ export function routes(health: HealthStatuses, runtime: OrchestratorRuntime & Po
     router.service(PolicyService, policyService(runtime));
     router.service(ScheduleService, scheduleService(runtime));
     router.service(AuditService, auditService(runtime));
-    for (const { service, landsWith } of notYetImplemented) registerNotImplemented(router, service, landsWith);
     router.service(Health, healthService(health));
     router.service(ReflectionV1, reflection.v1);
     router.service(ReflectionV1alpha, reflection.v1alpha);

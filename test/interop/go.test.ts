@@ -59,12 +59,12 @@ describe("grpc-go", () => {
       },
       execute_invalid: { code: "InvalidArgument", reason: "INVALID_ARGUMENT", domain: "orchestrator.v1", violations: ["input.message"] },
       get_schedule: {
-        code: "Unimplemented",
-        reason: "NOT_IMPLEMENTED",
+        code: "NotFound",
+        reason: "SCHEDULE_NOT_FOUND",
         domain: "orchestrator.v1",
-        metadata: { method: "orchestrator.v1.ScheduleService/GetSchedule" },
+        metadata: { schedule_id: "x" },
       },
     });
-    expect((summary["get_schedule"] as { message: string }).message).toContain("issue #6");
+    expect((summary["get_schedule"] as { message: string }).message).toBe('no schedule "x"');
   }, 180_000);
 });

@@ -279,17 +279,17 @@ describe("@grpc/grpc-js + @grpc/proto-loader", () => {
     expect(badRequest?.fieldViolations[0]?.description).not.toBe("");
   });
 
-  it("gets UNIMPLEMENTED with an ErrorInfo for ScheduleService/GetSchedule (unary)", async () => {
+  it("gets NOT_FOUND with an ErrorInfo for ScheduleService/GetSchedule of an unknown schedule (unary)", async () => {
     const err = await rejection(unary(schedules, "GetSchedule", { scheduleId: "x" }));
-    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(err.code).toBe(12);
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+    expect(err.code).toBe(5);
     const { message, infos } = decodeStatus(err);
-    expect(message).toBe("orchestrator.v1.ScheduleService/GetSchedule is not implemented yet; it lands with issue #6 (Schedules)");
-    expect(decodeURIComponent(err.details)).toContain("issue #6");
+    expect(message).toBe('no schedule "x"');
+    expect(err.details).toBe('no schedule "x"');
     const [info, ...more] = infos;
     expect(more).toEqual([]);
-    expect(info?.reason).toBe("NOT_IMPLEMENTED");
+    expect(info?.reason).toBe("SCHEDULE_NOT_FOUND");
     expect(info?.domain).toBe("orchestrator.v1");
-    expect(info?.metadata["method"]).toBe("orchestrator.v1.ScheduleService/GetSchedule");
+    expect(info?.metadata["schedule_id"]).toBe("x");
   });
 });

@@ -37,7 +37,6 @@ async function grpcurlOk(flags: ReadonlyArray<string>, ...rest: ReadonlyArray<st
 const exitFor = (grpcCode: number) => 64 + grpcCode;
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
-const UNIMPLEMENTED = 12;
 
 type Json = Record<string, unknown>;
 
@@ -173,25 +172,25 @@ describe("grpcurl via reflection", () => {
     expect(badRequest?.fieldViolations.map((v) => v.field)).toEqual(["input.message"]);
   });
 
-  it("invokes ScheduleService/GetSchedule and prints UNIMPLEMENTED with the decoded ErrorInfo", async () => {
+  it("invokes ScheduleService/GetSchedule of an unknown schedule and prints NOT_FOUND with the decoded ErrorInfo", async () => {
     const result = await grpcurl(["-d", '{"scheduleId":"x"}'], "orchestrator.v1.ScheduleService/GetSchedule");
-    expect(result.code, result.stdout + result.stderr).toBe(exitFor(UNIMPLEMENTED));
-    expect(result.stderr).toContain("Code: Unimplemented");
-    expect(result.stderr).toContain("issue #6");
+    expect(result.code, result.stdout + result.stderr).toBe(exitFor(NOT_FOUND));
+    expect(result.stderr).toContain("Code: NotFound");
+    expect(result.stderr).toContain('Message: no schedule "x"');
     expect(result.stderr).toContain('"@type": "type.googleapis.com/google.rpc.ErrorInfo"');
-    expect(result.stderr).toContain('"reason": "NOT_IMPLEMENTED"');
+    expect(result.stderr).toContain('"reason": "SCHEDULE_NOT_FOUND"');
     expect(result.stderr).toContain('"domain": "orchestrator.v1"');
     expect(result.stderr).not.toContain("is not recognized");
   });
 
   it("prints the status as JSON with -format-error", async () => {
     const result = await grpcurl(["-format-error", "-d", '{"scheduleId":"x"}'], "orchestrator.v1.ScheduleService/GetSchedule");
-    expect(result.code, result.stdout + result.stderr).toBe(exitFor(UNIMPLEMENTED));
+    expect(result.code, result.stdout + result.stderr).toBe(exitFor(NOT_FOUND));
     const status = JSON.parse(result.stderr) as JsonStatus;
-    expect(status.code).toBe(UNIMPLEMENTED);
-    expect(status.message).toBe("orchestrator.v1.ScheduleService/GetSchedule is not implemented yet; it lands with issue #6 (Schedules)");
+    expect(status.code).toBe(NOT_FOUND);
+    expect(status.message).toBe('no schedule "x"');
     expect(status.details).toContainEqual(
-      expect.objectContaining({ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "NOT_IMPLEMENTED", domain: "orchestrator.v1" }),
+      expect.objectContaining({ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "SCHEDULE_NOT_FOUND", domain: "orchestrator.v1" }),
     );
   });
 

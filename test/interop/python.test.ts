@@ -82,12 +82,12 @@ describe("Python grpcio", () => {
       },
       execute_invalid: { code: "INVALID_ARGUMENT", reason: "INVALID_ARGUMENT", domain: "orchestrator.v1", violations: ["input.message"] },
       get_schedule: {
-        code: "UNIMPLEMENTED",
-        reason: "NOT_IMPLEMENTED",
+        code: "NOT_FOUND",
+        reason: "SCHEDULE_NOT_FOUND",
         domain: "orchestrator.v1",
-        metadata: { method: "orchestrator.v1.ScheduleService/GetSchedule" },
+        metadata: { schedule_id: "x" },
       },
     });
-    expect((summary["get_schedule"] as { message: string }).message).toContain("issue #6");
+    expect((summary["get_schedule"] as { message: string }).message).toBe('no schedule "x"');
   });
 });

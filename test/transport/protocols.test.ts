@@ -60,15 +60,15 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
     abort.abort();
   });
 
-  it("answers UNIMPLEMENTED with ErrorInfo for orchestrator RPCs that have not landed", async () => {
+  it("carries a service's error with ErrorInfo, unary and streaming (ScheduleService, unknown schedule)", async () => {
     const schedules = createClient(ScheduleService, makeTransport());
     const err = await failure(schedules.getSchedule({ scheduleId: "s" }));
-    expect(err.code).toBe(Code.Unimplemented);
-    expect(err.rawMessage).toContain("issue #6");
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.rawMessage).toBe('no schedule "s"');
     const [info] = err.findDetails(ErrorInfoSchema);
-    expect(info?.reason).toBe("NOT_IMPLEMENTED");
+    expect(info?.reason).toBe("SCHEDULE_NOT_FOUND");
     expect(info?.domain).toBe("orchestrator.v1");
-    expect(info?.metadata["method"]).toBe("orchestrator.v1.ScheduleService/GetSchedule");
+    expect(info?.metadata["schedule_id"]).toBe("s");
 
     // Server-streaming RPCs too: the stream ends with the status.
     const streamErr = await failure(
@@ -76,8 +76,8 @@ describe.each(Object.entries(transports))("%s", (name, makeTransport) => {
         for await (const _ of schedules.watchSchedule({ scheduleId: "s" })) void _;
       })(),
     );
-    expect(streamErr.code).toBe(Code.Unimplemented);
-    expect(streamErr.findDetails(ErrorInfoSchema)[0]?.reason).toBe("NOT_IMPLEMENTED");
+    expect(streamErr.code).toBe(Code.NotFound);
+    expect(streamErr.findDetails(ErrorInfoSchema)[0]?.reason).toBe("SCHEDULE_NOT_FOUND");
 
     // AuditService is served (issue #7): test/audit covers it.
     const audit = createClient(AuditService, makeTransport());

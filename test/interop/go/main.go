@@ -6,8 +6,8 @@
 //
 // It checks health; streams Execute of demo.echo and reads the execution back with GetExecution;
 // decodes the google.rpc.ErrorInfo and BadRequest details of the errors (unknown execution, bad
-// input); and checks that a ScheduleService RPC that has not landed answers UNIMPLEMENTED with
-// reason NOT_IMPLEMENTED. It prints one JSON summary line on stdout and exits 1 on any mismatch
+// input); and checks that GetSchedule of an unknown schedule answers NOT_FOUND with reason
+// SCHEDULE_NOT_FOUND. It prints one JSON summary line on stdout and exits 1 on any mismatch
 // (each one reported on stderr).
 package main
 
@@ -228,10 +228,10 @@ func run(address string) summary {
 	s.ExecuteInvalid = describe(err)
 	expectError("Execute (bad input)", err, s.ExecuteInvalid, codes.InvalidArgument, "INVALID_ARGUMENT", fail)
 
-	// Unary: a ScheduleService RPC that has not landed.
+	// Unary: a ScheduleService RPC on a schedule that does not exist.
 	_, err = orchestratorv1.NewScheduleServiceClient(conn).GetSchedule(ctx, &orchestratorv1.GetScheduleRequest{ScheduleId: "x"})
 	s.GetSchedule = describe(err)
-	expectError("GetSchedule", err, s.GetSchedule, codes.Unimplemented, "NOT_IMPLEMENTED", fail)
+	expectError("GetSchedule", err, s.GetSchedule, codes.NotFound, "SCHEDULE_NOT_FOUND", fail)
 	return s
 }
 

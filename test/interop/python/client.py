@@ -11,8 +11,8 @@ error_details.proto, to decode grpc-status-details-bin). Health comes from grpci
 
 The server runs with --demo-operations and --auth none (every caller is the local admin). The
 client streams Execute of demo.echo, reads the execution back with GetExecution, and decodes the
-google.rpc.ErrorInfo / BadRequest details of the errors (unknown execution, bad input, and a
-ScheduleService RPC that has not landed yet).
+google.rpc.ErrorInfo / BadRequest details of the errors (unknown execution, bad input, and
+GetSchedule of a schedule that does not exist).
 
 Prints one JSON summary line on stdout; exits 1 on any mismatch (each reported on stderr).
 """
@@ -155,14 +155,14 @@ def main() -> int:
             summary["execute_invalid"] = result = describe(err)
             expect_error("Execute (bad input)", result, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
 
-        # Unary: a ScheduleService RPC that has not landed.
+        # Unary: a ScheduleService RPC on a schedule that does not exist.
         try:
             schedules = schedule_service_pb2_grpc.ScheduleServiceStub(channel)
             schedules.GetSchedule(schedule_service_pb2.GetScheduleRequest(schedule_id="x"), timeout=20)
-            failures.append("GetSchedule: succeeded, want UNIMPLEMENTED")
+            failures.append("GetSchedule: succeeded, want NOT_FOUND")
         except grpc.RpcError as err:
             summary["get_schedule"] = result = describe(err)
-            expect_error("GetSchedule", result, grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED")
+            expect_error("GetSchedule", result, grpc.StatusCode.NOT_FOUND, "SCHEDULE_NOT_FOUND")
 
     print(json.dumps(summary, sort_keys=True))
     for failure in failures:
