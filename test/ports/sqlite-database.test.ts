@@ -62,6 +62,8 @@ describe("SQLite database", () => {
         expect(rows).toStrictEqual([
           { migration_id: 1, name: "executions_and_audit" },
           { migration_id: 2, name: "api_keys" },
+          { migration_id: 3, name: "audit_log" },
+          { migration_id: 4, name: "schedules" },
         ]);
       }
       const tables = yield* Effect.gen(function* () {
@@ -128,6 +130,7 @@ describe("SQLite database", () => {
         yield* sql`DROP TABLE audit_events`;
         const before = yield* Metric.value(auditWriteFailures);
         yield* audit.log({ type: "AUTH_DENIED", reason: "no table" });
+        yield* audit.flush;
         expect((yield* Metric.value(auditWriteFailures)).count).toBe(before.count + 1);
 
         yield* sql`DROP TABLE execution_attempts`;
