@@ -24,6 +24,7 @@ import { AuditLoggerSqlite } from "../ports/sqlite/AuditLoggerSqlite.js";
 import { SqliteDatabase } from "../ports/sqlite/SqliteDatabase.js";
 import { ApiKeyStoreSql } from "../ports/sql/ApiKeyStoreSql.js";
 import { PgDatabase } from "../ports/postgres/PgDatabase.js";
+import { AuditLoggerPostgres } from "../ports/postgres/AuditLoggerPostgres.js";
 
 export const keysUsage = `Usage:
   orchestrator keys create --subject S --roles r1,r2 [--tenant T] [--description X] [--data-dir D] [--json]
@@ -143,7 +144,7 @@ export async function keysCommand(argv: ReadonlyArray<string>, env: NodeJS.Proce
   const layer =
     databaseUrl === undefined
       ? Layer.mergeAll(ApiKeyStoreSqlite, AuditLoggerSqlite).pipe(Layer.provide(SqliteDatabase.layer(dataDir)))
-      : Layer.mergeAll(ApiKeyStoreSql, AuditLoggerSqlite).pipe(Layer.provide(PgDatabase.layer(databaseUrl, { maxConnections: 2, applicationName: "orchestrator-keys" })));
+      : Layer.mergeAll(ApiKeyStoreSql, AuditLoggerPostgres).pipe(Layer.provide(PgDatabase.layer(databaseUrl, { maxConnections: 2, applicationName: "orchestrator-keys" })));
   const quiet = Layer.merge(
     Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => io.err(`${Array.isArray(message) ? message.join(" ") : String(message)}\n`))),
     Logger.minimumLogLevel(LogLevel.Warning),

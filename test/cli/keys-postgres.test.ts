@@ -23,6 +23,7 @@ afterAll(async () => {
 describe("orchestrator keys --database-url", () => {
   it("creates a key in PostgreSQL that a server on that database accepts; lists and revokes it there", async () => {
     // Before the server's first start, like provisioning: the database is migrated by whoever comes first.
+    const admin = (await cli(["keys", "create", "--database-url", url, "--subject", "root", "--roles", "admin", "--key-only"])).stdout.trim();
     const made = await cli(["keys", "create", "--database-url", url, "--subject", "ops", "--roles", "operator", "--key-only"]);
     expect(made.code, made.stderr).toBe(0);
     const key = made.stdout.trim();
@@ -34,8 +35,15 @@ describe("orchestrator keys --database-url", () => {
     expect(await cli(["executions", "list"], { env })).toMatchObject({ code: 0, stdout: "No executions.\n" });
 
     const listed = await cli(["keys", "list", "-o", "json"], { env: { ORCHESTRATOR_DATABASE_URL: url } });
-    expect(JSON.parse(listed.stdout)).toEqual([expect.objectContaining({ id, subject: "ops", roles: ["operator"], revoked: "" })]);
+    expect(JSON.parse(listed.stdout)).toContainEqual(expect.objectContaining({ id, subject: "ops", roles: ["operator"], revoked: "" }));
     expect(await cli(["keys", "revoke", id], { env: { ORCHESTRATOR_DATABASE_URL: url } })).toMatchObject({ code: 0, stdout: `Revoked API key ${id} (ops).\n` });
     expect((await cli(["executions", "list"], { env })).code).toBe(3);
+
+    // Both were audited in the shared log, with the key's id and never its secret.
+    const audit = await cli(["audit", "list", "--type", "credentials-created", "--type", "credentials-revoked", "-o", "json"], { env: { ORCHESTRATOR_ADDRESS: server.address, ORCHESTRATOR_TOKEN: admin } });
+    expect(audit.code, audit.stderr).toBe(0);
+    const events = (JSON.parse(audit.stdout) as { events: Array<{ type: string; details: Record<string, unknown> }> }).events.filter((e) => e.details["credential_id"] === id);
+    expect(events.map((e) => e.type)).toEqual(["AUDIT_EVENT_TYPE_CREDENTIALS_CREATED", "AUDIT_EVENT_TYPE_CREDENTIALS_REVOKED"]);
+    expect(audit.stdout).not.toContain(key.split("_")[2]);
   });
 });
