@@ -50,6 +50,7 @@ describe("exec on a terminal", () => {
     const code = await run.exited;
     const text = stripAnsi(run.output());
     expect(code, text).toBe(130);
+    expect(text).toMatch(/Progress: sleeping 60000 ms \{"durationMs":60000\}\n/);
     expect(text).toMatch(new RegExp(`Cancelling execution ${id}`));
     expect(text).toMatch(/✘ Cancelled after 1 attempt: cancelled from the command line \(Ctrl-C\)/);
     const { execution } = await client().getExecution({ executionId: id });
@@ -83,6 +84,19 @@ describe("exec piped", () => {
     expect(events.at(-1)).toMatchObject({ executionId: id, cancelled: { reason: "cancelled from the command line (Ctrl-C)", attempts: 1 } });
     const { execution } = await client().getExecution({ executionId: id });
     expect(execution?.state).toBe(ExecutionState.CANCELLED);
+  });
+
+  it("an execution cancelled by someone else exits 5; one that times out exits 1", async () => {
+    const run = cliPiped(["exec", "demo.sleep", "--input", '{"durationMs":60000}'], env());
+    await run.waitFor(/Attempt 1 started/);
+    const id = executionIdIn(run.output());
+    await client().cancelExecution({ executionId: id, reason: "someone else" });
+    expect(await run.exited).toBe(5);
+    expect(run.output()).toMatch(/\n✘ Cancelled after 1 attempt: someone else\n/);
+
+    const timed = cliPiped(["exec", "demo.sleep", "--input", '{"durationMs":60000}', "--timeout", "300ms"], env());
+    expect(await timed.exited).toBe(1);
+    expect(timed.output()).toMatch(/\n✘ Timed out after 1 attempt: TIMEOUT: /);
   });
 
   it("a second SIGINT stops waiting at once; the server still cancels the dropped call", async () => {
