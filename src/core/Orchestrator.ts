@@ -265,7 +265,10 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           l.finished = true;
           const now = yield* Clock.currentTimeMillis;
           const usage = totalUsage(l);
-          const attempts = l.record.attempts.map((a) => (a.endTime === undefined ? { ...a, endTime: now } : a));
+          // An attempt still open ends with the execution, and for the same reason.
+          const attempts = l.record.attempts.map((a) =>
+            a.endTime === undefined ? { ...a, endTime: now, ...(fields.error === undefined ? {} : { error: fields.error }) } : a,
+          );
           const { nextAttemptTime: _drop, ...rest } = l.record;
           l.record = { ...rest, ...fields, attempts, state, endTime: now, ...(usage === undefined ? {} : { tokenUsage: usage }) };
           yield* store.update(l.record).pipe(Effect.catchAll(logStoreFailure("update")));
@@ -411,7 +414,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         }),
         Effect.onInterrupt(() =>
           l.cancelReason !== undefined
-            ? finish(l, "CANCELLED", { cancelReason: l.cancelReason })
+            ? finish(l, "CANCELLED", { cancelReason: l.cancelReason, error: { type: "CANCELLED", message: l.cancelReason, retryable: false } })
             : finish(l, "INTERRUPTED", { error: interruptedDetail(shuttingDown ? "the server shut down while this execution was running" : "the execution was interrupted") }),
         ),
       );
@@ -719,6 +722,8 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           if (record.principal.subject !== principal.subject) yield* authorize(principal, "executions:cancel", record.operation);
           const l = live.get(executionId);
           if (l === undefined || l.finished) {
+            // Cancelling twice is not an error: the first one won, nothing changes.
+            if (record.state === "CANCELLED") return record;
             return yield* new ExecutionAlreadyEnded({ executionId, state: record.state });
           }
           const ending = yield* cancelLive(l, reason === "" ? `cancelled by ${principal.subject}` : reason);
