@@ -38,7 +38,7 @@ const layer = (bufferSize = 10_000, logger: Layer.Layer<AuditLogger, unknown> = 
     PolicyService.allowAll,
     RateLimiterMemory,
   ).pipe(Layer.provideMerge(logger));
-  const auditLog = AuditLog.Default.pipe(Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: undefined, subscriberBufferSize: bufferSize })));
+  const auditLog = AuditLog.Default.pipe(Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: undefined, subscriberBufferSize: bufferSize, deliveryIntervalMs: 0 })));
   return Layer.mergeAll(Orchestrator.Default, auditLog).pipe(Layer.provideMerge(deps));
 };
 

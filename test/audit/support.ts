@@ -21,11 +21,15 @@ export const auditImpls: ReadonlyArray<AuditImpl> = [
   { name: "sqlite", logger: AuditLoggerSqlite.pipe(Layer.provide(freshDatabase)) },
 ];
 
-/** AuditLog and its AuditLogger, retention off unless asked for. */
+/**
+ * AuditLog and its AuditLogger, retention off unless asked for. Under TestClock, deliveries are
+ * not coalesced (deliveryIntervalMs 0: a coalescing sleep would wait for the test to move the
+ * clock); the server tests (real clock) run with the default interval.
+ */
 export const auditLayer = (logger: Layer.Layer<AuditLogger, unknown>, settings: Partial<AuditSettings> = {}) =>
   AuditLog.Default.pipe(
     Layer.provideMerge(logger),
-    Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: undefined, retentionMaxEvents: undefined, ...settings })),
+    Layer.provide(AuditConfig.layer({ retentionMaxAgeMs: undefined, retentionMaxEvents: undefined, deliveryIntervalMs: 0, ...settings })),
   );
 
 export const eventsOf = (items: Iterable<SubscribeItem>): AuditEvent[] => {

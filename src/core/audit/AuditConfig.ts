@@ -21,6 +21,11 @@ export interface AuditSettings {
   readonly recentEvents: number;
   /** How often the log is checked for events written by other processes (besides NOTIFY). */
   readonly pollIntervalMs: number;
+  /**
+   * Subscribers waiting for events are woken at most this often (events published in between
+   * arrive together); 0 wakes them on every commit. See AuditHub.onPublish.
+   */
+  readonly deliveryIntervalMs: number;
   readonly roles: RoleTable;
 }
 
@@ -33,6 +38,7 @@ export const defaultAuditSettings: AuditSettings = {
   replayPageSize: 500,
   recentEvents: 4_096,
   pollIntervalMs: 1_000,
+  deliveryIntervalMs: 10,
   roles: builtinRoles,
 };
 

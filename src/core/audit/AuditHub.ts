@@ -22,25 +22,70 @@
 import type { AuditEvent, AuditFilter } from "../../ports/AuditLogger.js";
 import { matchesFilter } from "../../ports/AuditLogger.js";
 
+/**
+ * One delivered event, wrapped once when published and shared by every subscriber's buffer (with
+ * a thousand subscribers, a wrapper per subscriber per event is most of the delivery cost).
+ */
+export interface EventItem {
+  readonly _tag: "Event";
+  readonly event: AuditEvent;
+}
+
 export interface HubSubscriber {
   readonly filter: AuditFilter;
   /** Events at or below this are not for this subscriber (it has them already). */
   readonly after: number;
   readonly capacity: number;
-  buffer: AuditEvent[];
+  /** Everything matching the filter equally: then it shares each published batch as it is. */
+  readonly matchesAll: boolean;
+  /**
+   * Waiting events, as the batches they were published in (shared between subscribers, never
+   * modified): appending a batch is one push per subscriber, not one per event.
+   */
+  buffer: Array<ReadonlyArray<EventItem>>;
+  /** Events in `buffer`. */
+  buffered: number;
   /** Every event up to this sequence is in `buffer`, was taken, or did not match. */
   examined: number;
   overflowed: boolean;
+  /** Heartbeat ticks since it last had something to take; at the interval, a heartbeat is due. */
+  idleTicks: number;
+  heartbeatDue: boolean;
   /** Set while the subscriber's stream waits for events. */
   wake: (() => void) | undefined;
 }
+
+const isEmptyFilter = (f: AuditFilter): boolean =>
+  (f.types === undefined || f.types.length === 0) &&
+  f.principalSubject === undefined &&
+  f.tenant === undefined &&
+  f.operation === undefined &&
+  f.executionId === undefined &&
+  f.scheduleId === undefined;
 
 export class AuditHub {
   /** Highest sequence published (or known to be committed, when nobody listened). */
   last: number;
   private readonly subscribers = new Set<HubSubscriber>();
+  /** Takes everything waiting, in order (the events of several batches, joined). */
+  static take(s: HubSubscriber): ReadonlyArray<EventItem> {
+    const batches = s.buffer;
+    const n = s.buffered;
+    s.buffer = [];
+    s.buffered = 0;
+    if (batches.length === 1) return batches[0]!;
+    // A plain copy loop: Array.prototype.flat is several times slower on this path.
+    const out = new Array<EventItem>(n);
+    let k = 0;
+    for (let b = 0; b < batches.length; b++) {
+      const batch = batches[b]!;
+      for (let i = 0; i < batch.length; i++) out[k++] = batch[i]!;
+    }
+    return out;
+  }
+
   /** Recent published events, oldest first: they are every committed event in (ringFrom, last]. */
-  private ring: AuditEvent[] = [];
+  private ring: EventItem[] = [];
   private ringHead = 0;
   private ringFrom: number;
   /** Bumped by every registration, so that an async step can tell whether one happened meanwhile. */
@@ -60,23 +105,43 @@ export class AuditHub {
 
   /** Publishes events in sequence order; those at or below `last` are skipped (already out). */
   publish(events: ReadonlyArray<AuditEvent>): void {
+    const items: EventItem[] = [];
     for (const e of events) {
       if (e.sequence <= this.last) continue;
       this.last = e.sequence;
-      this.remember(e);
-      for (const s of this.subscribers) {
-        if (e.sequence > s.after && matchesFilter(e, s.filter)) {
-          if (s.buffer.length >= s.capacity) {
-            this.drop(s);
-            continue;
-          }
-          s.buffer.push(e);
-        }
-        if (e.sequence > s.examined) s.examined = e.sequence;
-      }
+      const item: EventItem = { _tag: "Event", event: e };
+      this.remember(item);
+      items.push(item);
     }
+    if (items.length === 0) return;
+    const first = items[0]!.event.sequence;
     for (const s of this.subscribers) {
-      if (s.wake !== undefined && s.buffer.length > 0) {
+      const mine = s.matchesAll && first > s.after ? items : items.filter((i) => i.event.sequence > s.after && matchesFilter(i.event, s.filter));
+      if (mine.length > 0) {
+        if (s.buffered + mine.length > s.capacity) {
+          this.drop(s);
+          continue;
+        }
+        s.buffer.push(mine);
+        s.buffered += mine.length;
+      }
+      if (this.last > s.examined) s.examined = this.last;
+    }
+    if (this.onPublish !== undefined) this.onPublish();
+    else this.wakeAll();
+  }
+
+  /**
+   * When set, `publish` calls it instead of waking the subscribers at once: the caller wakes
+   * them (`wakeAll`) at most once per delivery interval. With many subscribers and a busy writer,
+   * waking every subscriber after every small commit makes each one pull a handful of events at a
+   * time; coalescing the wake-ups lets each pull take a batch, for a few milliseconds of latency.
+   */
+  onPublish: (() => void) | undefined;
+
+  wakeAll(): void {
+    for (const s of this.subscribers) {
+      if (s.wake !== undefined && s.buffered > 0) {
         const w = s.wake;
         s.wake = undefined;
         w();
@@ -103,11 +168,11 @@ export class AuditHub {
    */
   register(cursor: number, filter: AuditFilter, capacity: number): HubSubscriber | undefined {
     if (cursor < this.last && cursor < this.ringFrom) return undefined;
-    const buffer: AuditEvent[] = [];
+    const buffer: EventItem[] = [];
     if (cursor < this.last) {
       for (let i = this.ringHead; i < this.ring.length; i++) {
-        const e = this.ring[i]!;
-        if (e.sequence > cursor && matchesFilter(e, filter)) buffer.push(e);
+        const item = this.ring[i]!;
+        if (item.event.sequence > cursor && matchesFilter(item.event, filter)) buffer.push(item);
       }
       // Too much to start with is the same as falling behind later.
       if (buffer.length > capacity) return undefined;
@@ -116,14 +181,43 @@ export class AuditHub {
       filter,
       after: cursor,
       capacity,
-      buffer,
+      matchesAll: isEmptyFilter(filter),
+      buffer: buffer.length === 0 ? [] : [buffer],
+      buffered: buffer.length,
       examined: Math.max(cursor, this.last),
       overflowed: false,
+      idleTicks: 0,
+      heartbeatDue: false,
       wake: undefined,
     };
     this.subscribers.add(s);
     this.registrations++;
+    this.onRegister?.();
     return s;
+  }
+
+  /** Called after each registration (the heartbeat ticker sleeps while nobody is registered). */
+  onRegister: (() => void) | undefined;
+
+  /**
+   * One heartbeat tick: a subscriber with nothing to take for `ticksPerHeartbeat` ticks in a row
+   * is woken with a heartbeat due. One ticker for all subscribers, rather than a timer raced
+   * against every wait of every subscriber (with a thousand subscribers, that timer churn was
+   * most of the cost of delivering an event).
+   */
+  tick(ticksPerHeartbeat: number): void {
+    for (const s of this.subscribers) {
+      if (s.buffered > 0) continue;
+      if (++s.idleTicks >= ticksPerHeartbeat) {
+        s.idleTicks = 0;
+        s.heartbeatDue = true;
+        if (s.wake !== undefined) {
+          const w = s.wake;
+          s.wake = undefined;
+          w();
+        }
+      }
+    }
   }
 
   unregister(s: HubSubscriber): void {
@@ -133,6 +227,7 @@ export class AuditHub {
   private drop(s: HubSubscriber): void {
     s.overflowed = true;
     s.buffer = [];
+    s.buffered = 0;
     this.subscribers.delete(s);
     if (s.wake !== undefined) {
       const w = s.wake;
@@ -141,14 +236,14 @@ export class AuditHub {
     }
   }
 
-  private remember(e: AuditEvent): void {
+  private remember(item: EventItem): void {
     if (this.ringSize <= 0) {
-      this.ringFrom = e.sequence;
+      this.ringFrom = item.event.sequence;
       return;
     }
-    this.ring.push(e);
+    this.ring.push(item);
     if (this.ring.length - this.ringHead > this.ringSize) {
-      this.ringFrom = this.ring[this.ringHead]!.sequence;
+      this.ringFrom = this.ring[this.ringHead]!.event.sequence;
       this.ringHead++;
       // Compact now and then rather than shifting on every event.
       if (this.ringHead >= this.ringSize) {

@@ -17,7 +17,7 @@
  *   slow, fail with SUBSCRIBER_TOO_SLOW and the position to resume from (everything up to it was
  *   delivered or did not match).
  */
-import { Chunk, Clock, Duration, Effect, Option, Schedule, Stream } from "effect";
+import { Chunk, Clock, Duration, Effect, Schedule, Stream } from "effect";
 import { AuditLogger, type AuditEvent, type AuditFilter } from "../../ports/AuditLogger.js";
 import {
   AuditSequenceAhead,
@@ -31,7 +31,7 @@ import type { Principal } from "../model.js";
 import { decodePageToken, encodePageToken, resolvePageSize } from "../paging.js";
 import { hasPermission } from "../permissions.js";
 import { AuditConfig, auditReadAllTenantsPermission, auditReadPermission } from "./AuditConfig.js";
-import { AuditHub, type HubSubscriber } from "./AuditHub.js";
+import { AuditHub, type EventItem, type HubSubscriber } from "./AuditHub.js";
 
 export type SubscribeStart =
   | { readonly _tag: "Now" }
@@ -39,9 +39,7 @@ export type SubscribeStart =
   /** Events after this sequence; 0 is the same as Earliest. */
   | { readonly _tag: "After"; readonly sequence: number };
 
-export type SubscribeItem =
-  | { readonly _tag: "Event"; readonly event: AuditEvent }
-  | { readonly _tag: "Heartbeat"; readonly lastSequence: number; readonly time: number };
+export type SubscribeItem = EventItem | { readonly _tag: "Heartbeat"; readonly lastSequence: number; readonly time: number };
 
 export interface ListAuditQuery {
   readonly filter: AuditFilter;
@@ -111,6 +109,53 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
       yield* Effect.timeoutOption(waitSignal, Duration.millis(config.pollIntervalMs));
       signalled = false;
       yield* catchUp.pipe(Effect.catchAll((e) => Effect.logWarning("audit log: catching up failed; retrying", e.cause)));
+    }).pipe(Effect.forever, Effect.forkScoped);
+
+    // Delivery: wake subscribers at most once per interval (AuditHub.onPublish).
+    if (config.deliveryIntervalMs > 0) {
+      let published = false;
+      let wakeDelivery: (() => void) | undefined;
+      hub.onPublish = () => {
+        published = true;
+        if (wakeDelivery !== undefined) {
+          const w = wakeDelivery;
+          wakeDelivery = undefined;
+          w();
+        }
+      };
+      const untilPublished = Effect.async<void>((resume) => {
+        if (published) return resume(Effect.void);
+        wakeDelivery = () => resume(Effect.void);
+        return Effect.sync(() => void (wakeDelivery = undefined));
+      });
+      yield* Effect.gen(function* () {
+        yield* untilPublished;
+        published = false;
+        hub.wakeAll();
+        yield* Effect.sleep(Duration.millis(config.deliveryIntervalMs));
+      }).pipe(Effect.forever, Effect.forkScoped);
+    }
+
+    // Heartbeats: one ticker for every subscriber (AuditHub.tick), asleep while there is none.
+    const tickMs = Math.min(1_000, config.heartbeatIntervalMs);
+    const ticksPerHeartbeat = Math.max(1, Math.round(config.heartbeatIntervalMs / tickMs));
+    let wakeTicker: (() => void) | undefined;
+    hub.onRegister = () => {
+      if (wakeTicker !== undefined) {
+        const w = wakeTicker;
+        wakeTicker = undefined;
+        w();
+      }
+    };
+    const untilSubscribed = Effect.async<void>((resume) => {
+      if (hub.size > 0) return resume(Effect.void);
+      wakeTicker = () => resume(Effect.void);
+      return Effect.sync(() => void (wakeTicker = undefined));
+    });
+    yield* Effect.gen(function* () {
+      yield* untilSubscribed;
+      yield* Effect.sleep(Duration.millis(tickMs));
+      hub.tick(ticksPerHeartbeat);
     }).pipe(Effect.forever, Effect.forkScoped);
 
     // Retention: by age and/or count, in the background.
@@ -184,12 +229,10 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
 
           const waitLive = (s: HubSubscriber) =>
             Effect.async<void>((resume) => {
-              if (s.buffer.length > 0 || s.overflowed) return resume(Effect.void);
+              if (s.buffered > 0 || s.overflowed || s.heartbeatDue) return resume(Effect.void);
               s.wake = () => resume(Effect.void);
               return Effect.sync(() => void (s.wake = undefined));
             });
-
-          const heartbeat = Duration.millis(config.heartbeatIntervalMs);
 
           const pull: Effect.Effect<Chunk.Chunk<SubscribeItem>, SubscribeError> = Effect.gen(function* () {
             for (;;) {
@@ -207,18 +250,20 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
               }
               const s: HubSubscriber = sub;
               if (s.overflowed) return yield* new SubscriberTooSlow({ lastSequence: position, bufferSize: s.capacity });
-              if (s.buffer.length > 0) {
-                const events = s.buffer;
-                s.buffer = [];
+              if (s.buffered > 0) {
+                const items: ReadonlyArray<SubscribeItem> = AuditHub.take(s);
+                s.idleTicks = 0;
+                s.heartbeatDue = false;
                 position = s.examined;
-                return Chunk.unsafeFromArray(events.map((event): SubscribeItem => ({ _tag: "Event", event })));
+                return Chunk.unsafeFromArray(items);
               }
-              const woke = yield* Effect.timeoutOption(waitLive(s), heartbeat);
-              if (Option.isNone(woke) && s.buffer.length === 0 && !s.overflowed) {
+              if (s.heartbeatDue) {
+                s.heartbeatDue = false;
                 position = s.examined;
                 const time = yield* Clock.currentTimeMillis;
                 return Chunk.of<SubscribeItem>({ _tag: "Heartbeat", lastSequence: position, time });
               }
+              yield* waitLive(s);
             }
           });
 

@@ -1,18 +1,20 @@
 /**
- * Group commit: callers put items on a bounded queue; a single writer fiber takes everything
- * queued (up to a batch size) and commits it in one go, so the cost of a transaction is shared
+ * Group commit: callers append items to a buffer; a single writer fiber takes everything
+ * buffered (up to a batch size) and commits it in one go, so the cost of a transaction is shared
  * by every event that arrived while the previous one was being written. Under light load a
  * batch is one event and nothing waits; under heavy load batches grow and throughput follows
  * the database's bulk-insert speed rather than its per-transaction cost.
  *
- * `flush` is the durability barrier: a marker queued behind the caller's earlier items and
- * completed once the batch holding them is committed (same fiber's items are always ahead of
- * its marker, whatever other fibers do concurrently).
+ * `flush` is the durability barrier: it waits until the writer has committed every item appended
+ * before the call (items are numbered in append order, which is exact: appending is synchronous).
  *
- * The queue is bounded: if the database cannot keep up, `offer` waits (backpressure) rather
- * than letting memory grow without limit. Closing the scope commits what is queued first.
+ * The buffer is bounded: if the database cannot keep up, `offer` waits (backpressure) rather
+ * than letting memory grow without limit. Closing the scope commits what is buffered first.
+ *
+ * Not an Effect Queue: appending is the hot path of every audited decision (hundreds of
+ * thousands per second), and a plain array push plus a wake-up costs a fraction of a queue offer.
  */
-import { Deferred, Effect, Queue } from "effect";
+import { Effect } from "effect";
 import type * as Scope from "effect/Scope";
 
 export interface GroupCommit<A> {
@@ -20,57 +22,101 @@ export interface GroupCommit<A> {
   readonly flush: Effect.Effect<void>;
 }
 
-interface Barrier {
-  readonly _barrier: Deferred.Deferred<void>;
-}
-
 export interface GroupCommitOptions<A> {
   /** Items waiting at most; beyond it `offer` waits. */
   readonly capacity: number;
   /** Items per commit at most. */
   readonly maxBatch: number;
-  /** Commits one batch. Must not fail: it reports its own errors (the barrier completes anyway). */
+  /** Commits one batch. Must not fail: it reports its own errors (barriers complete anyway). */
   readonly commit: (batch: ReadonlyArray<A>) => Effect.Effect<void>;
 }
 
-const isBarrier = (x: unknown): x is Barrier => typeof x === "object" && x !== null && "_barrier" in x;
-
-export const makeGroupCommit = <A extends object>(options: GroupCommitOptions<A>): Effect.Effect<GroupCommit<A>, never, Scope.Scope> =>
+export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effect<GroupCommit<A>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const queue = yield* Queue.bounded<A | Barrier>(options.capacity);
+    let buffer: A[] = [];
+    /** Items ever appended / ever committed (or dropped by a failed commit). */
+    let appended = 0;
+    let committed = 0;
+    let writerWake: (() => void) | undefined;
+    // Waiting flushes, in target order (targets only grow, so appending keeps them sorted).
+    const barriers: Array<{ readonly target: number; readonly resume: () => void }> = [];
+    // Offers waiting for room.
+    let roomWaiters: Array<() => void> = [];
+    let closed = false;
 
-    // Taking waits interruptibly; a batch once taken is committed whole (an interruption then
-    // would drop events that were already handed over).
-    const writer = Queue.takeBetween(queue, 1, options.maxBatch).pipe(
-      Effect.flatMap((taken) =>
+    const wakeWriter = () => {
+      if (writerWake !== undefined) {
+        const w = writerWake;
+        writerWake = undefined;
+        w();
+      }
+    };
+
+    const waitForWork = Effect.async<void>((resume) => {
+      if (buffer.length > 0) return resume(Effect.void);
+      writerWake = () => resume(Effect.void);
+      return Effect.sync(() => void (writerWake = undefined));
+    });
+
+    const takeBatch = (): A[] => {
+      if (buffer.length <= options.maxBatch) {
+        const all = buffer;
+        buffer = [];
+        return all;
+      }
+      return buffer.splice(0, options.maxBatch);
+    };
+
+    const settle = (n: number) => {
+      committed += n;
+      while (barriers.length > 0 && barriers[0]!.target <= committed) barriers.shift()!.resume();
+      if (roomWaiters.length > 0 && buffer.length < options.capacity) {
+        const ws = roomWaiters;
+        roomWaiters = [];
+        for (const w of ws) w();
+      }
+    };
+
+    // Waiting for work is interruptible; a batch once taken is committed whole (an interruption
+    // then would drop events that were already handed over).
+    const writer = waitForWork.pipe(
+      Effect.zipRight(
         Effect.uninterruptible(
           Effect.suspend(() => {
-            const items: A[] = [];
-            const barriers: Deferred.Deferred<void>[] = [];
-            for (const x of taken) {
-              if (isBarrier(x)) barriers.push(x._barrier);
-              else items.push(x);
-            }
-            return (items.length > 0 ? options.commit(items) : Effect.void).pipe(
-              Effect.zipRight(Effect.forEach(barriers, (b) => Deferred.succeed(b, undefined), { discard: true })),
-            );
+            const batch = takeBatch();
+            return Effect.ensuring(options.commit(batch), Effect.sync(() => settle(batch.length)));
           }),
         ),
       ),
       Effect.forever,
     );
-
     yield* Effect.forkScoped(writer);
 
-    const flush = Effect.flatMap(Deferred.make<void>(), (d) =>
-      Queue.offer(queue, { _barrier: d }).pipe(Effect.zipRight(Deferred.await(d))),
-    );
-    // Registered after the fork, so it runs before the writer is interrupted: what was logged
-    // before the scope closed is committed. The commit itself runs uninterruptibly.
-    yield* Effect.addFinalizer(() => flush.pipe(Effect.zipRight(Queue.shutdown(queue))));
+    const flush: Effect.Effect<void> = Effect.suspend(() => {
+      const target = appended;
+      if (committed >= target) return Effect.void;
+      return Effect.async<void>((resume) => {
+        barriers.push({ target, resume: () => resume(Effect.void) });
+        wakeWriter();
+      });
+    });
 
-    return {
-      offer: (item: A) => Effect.asVoid(Queue.offer(queue, item)),
-      flush,
-    };
+    const offer = (item: A): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (buffer.length < options.capacity || closed) {
+          buffer.push(item);
+          appended++;
+          wakeWriter();
+          return Effect.void;
+        }
+        return Effect.async<void>((resume) => {
+          roomWaiters.push(() => resume(Effect.void));
+        }).pipe(Effect.zipRight(offer(item)));
+      });
+
+    // Registered after the fork, so it runs before the writer is interrupted: what was logged
+    // before the scope closed is committed.
+    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => void (closed = true)), flush));
+
+    return { offer, flush };
   });

@@ -47,27 +47,49 @@ const apiKeyValue = /\bork_([a-z0-9]{12})_[A-Za-z0-9]{43}\b/g;
 // Three base64url segments, the first a JSON header ("eyJ" = base64 of '{"').
 const jwtValue = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g;
 const bearerValue = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
+/** A cheap pre-check: none of the patterns can match without one of these. */
+const mayHoldCredential = /ork_|eyJ|bearer|basic/i;
 
 /** A string with credential-shaped substrings masked (unchanged, same object, when none). */
 export function scrubString(s: string): string {
-  if (s.length < 8) return s;
+  if (s.length < 8 || !mayHoldCredential.test(s)) return s;
   return s
     .replace(apiKeyValue, (_m, id: string) => `ork_${id}_${redacted}`)
     .replace(jwtValue, redacted)
     .replace(bearerValue, (_m, scheme: string) => `${scheme} ${redacted}`);
 }
 
+// Copy-on-write: the common case (nothing secret) returns the very same object, allocating nothing.
 function scrubValue(v: JsonValue): JsonValue {
   if (typeof v === "string") return scrubString(v);
   if (v === null || typeof v !== "object") return v;
-  if (Array.isArray(v)) return (v as ReadonlyArray<JsonValue>).map(scrubValue);
+  if (Array.isArray(v)) {
+    const a = v as ReadonlyArray<JsonValue>;
+    let out: JsonValue[] | undefined;
+    for (let i = 0; i < a.length; i++) {
+      const x = scrubValue(a[i]!);
+      if (x !== a[i] && out === undefined) out = a.slice(0, i);
+      if (out !== undefined) out.push(x);
+    }
+    return out ?? a;
+  }
   return scrubObject(v as JsonObject);
 }
 
 function scrubObject(o: JsonObject): JsonObject {
-  const out: Record<string, JsonValue> = {};
-  for (const [k, v] of Object.entries(o)) out[k] = isSecretKey(k) && v !== null ? redacted : scrubValue(v);
-  return out;
+  let out: Record<string, JsonValue> | undefined;
+  const keys = Object.keys(o);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = o[k]!;
+    const x = isSecretKey(k) && v !== null ? redacted : scrubValue(v);
+    if (x !== v && out === undefined) {
+      out = {};
+      for (let j = 0; j < i; j++) out[keys[j]!] = o[keys[j]!]!;
+    }
+    if (out !== undefined) out[k] = x;
+  }
+  return out ?? o;
 }
 
 /** details with secret-named keys and credential-shaped values masked. */

@@ -205,6 +205,14 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
       );
     }
 
+    // Callers pass the same principal object for every event of an execution or a request.
+    const principalJson = new WeakMap<object, string>();
+    const encodePrincipal = (p: NonNullable<AuditEntry["principal"]>): string => {
+      let json = principalJson.get(p);
+      if (json === undefined) principalJson.set(p, (json = JSON.stringify(p)));
+      return json;
+    };
+
     const log = (entry: AuditEntry): Effect.Effect<void> =>
       Effect.flatMap(Clock.currentTimeMillis, (time) => {
         let pending: Pending;
@@ -220,7 +228,7 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
           pending = {
             entry: clean,
             time,
-            principal: clean.principal === undefined ? null : JSON.stringify(clean.principal),
+            principal: clean.principal === undefined ? null : encodePrincipal(clean.principal),
             details: clean.details === undefined ? null : JSON.stringify(clean.details),
           };
         } catch (cause) {
