@@ -43,6 +43,8 @@ export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effec
     // Offers waiting for room.
     let roomWaiters: Array<() => void> = [];
     let closed = false;
+    /** The writer is gone (scope closed): nothing more will be committed, so nothing waits. */
+    let stopped = false;
 
     const wakeWriter = () => {
       if (writerWake !== undefined) {
@@ -94,7 +96,7 @@ export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effec
 
     const flush: Effect.Effect<void> = Effect.suspend(() => {
       const target = appended;
-      if (committed >= target) return Effect.void;
+      if (committed >= target || stopped) return Effect.void;
       return Effect.async<void>((resume) => {
         barriers.push({ target, resume: () => resume(Effect.void) });
         wakeWriter();
@@ -103,6 +105,7 @@ export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effec
 
     const offer = (item: A): Effect.Effect<void> =>
       Effect.suspend(() => {
+        if (stopped) return Effect.logWarning("audit log already closed: event not written");
         if (buffer.length < options.capacity || closed) {
           buffer.push(item);
           appended++;
@@ -116,7 +119,12 @@ export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effec
 
     // Registered after the fork, so it runs before the writer is interrupted: what was logged
     // before the scope closed is committed.
-    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => void (closed = true)), flush));
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => void (closed = true)).pipe(
+        Effect.zipRight(flush),
+        Effect.ensuring(Effect.sync(() => void (stopped = true))),
+      ),
+    );
 
     return { offer, flush };
   });

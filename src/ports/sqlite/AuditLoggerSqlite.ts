@@ -297,10 +297,11 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
               const through = upto.length > 0 ? Number(upto[0]!.sequence) : cut - 1;
               const gone = yield* sql<{ n: number }>`SELECT count(*) AS n FROM audit_events WHERE sequence <= ${through}`;
               if (Number(gone[0]?.n ?? 0) === 0) return 0;
-              // The watermark moves with the delete: a reader that finds it above its position
-              // knows the rows it was about to read may be gone.
-              yield* sql`UPDATE audit_state SET pruned_through = ${through} WHERE id = 1 AND pruned_through < ${through}`;
+              // The watermark moves with the delete (same transaction): a reader that finds it
+              // above its position knows the rows it was about to read may be gone. Updated last,
+              // so that the counter row (whose lock audit writers take) is held only briefly.
               yield* sql`DELETE FROM audit_events WHERE sequence <= ${through}`;
+              yield* sql`UPDATE audit_state SET pruned_through = ${through} WHERE id = 1 AND pruned_through < ${through}`;
               return Number(gone[0]?.n ?? 0);
             }),
           );
