@@ -45,6 +45,8 @@ export interface HubSubscriber {
   buffer: Array<ReadonlyArray<EventItem>>;
   /** Events in `buffer`. */
   buffered: number;
+  /** Set by a delivery (wakeAll): what is buffered may be taken; until then it accumulates. */
+  ready: boolean;
   /** Every event up to this sequence is in `buffer`, was taken, or did not match. */
   examined: number;
   overflowed: boolean;
@@ -73,6 +75,7 @@ export class AuditHub {
     const n = s.buffered;
     s.buffer = [];
     s.buffered = 0;
+    s.ready = false;
     if (batches.length === 1) return batches[0]!;
     // A plain copy loop: Array.prototype.flat is several times slower on this path.
     const out = new Array<EventItem>(n);
@@ -124,6 +127,8 @@ export class AuditHub {
         }
         s.buffer.push(mine);
         s.buffered += mine.length;
+        // Half full: deliver now rather than at the next interval, well before overflowing.
+        if (s.buffered * 2 >= s.capacity) this.deliver(s);
       }
       if (this.last > s.examined) s.examined = this.last;
     }
@@ -140,12 +145,15 @@ export class AuditHub {
   onPublish: (() => void) | undefined;
 
   wakeAll(): void {
-    for (const s of this.subscribers) {
-      if (s.wake !== undefined && s.buffered > 0) {
-        const w = s.wake;
-        s.wake = undefined;
-        w();
-      }
+    for (const s of this.subscribers) if (s.buffered > 0) this.deliver(s);
+  }
+
+  private deliver(s: HubSubscriber): void {
+    s.ready = true;
+    if (s.wake !== undefined) {
+      const w = s.wake;
+      s.wake = undefined;
+      w();
     }
   }
 
@@ -184,6 +192,7 @@ export class AuditHub {
       matchesAll: isEmptyFilter(filter),
       buffer: buffer.length === 0 ? [] : [buffer],
       buffered: buffer.length,
+      ready: buffer.length > 0,
       examined: Math.max(cursor, this.last),
       overflowed: false,
       idleTicks: 0,
@@ -228,6 +237,7 @@ export class AuditHub {
     s.overflowed = true;
     s.buffer = [];
     s.buffered = 0;
+    s.ready = false;
     this.subscribers.delete(s);
     if (s.wake !== undefined) {
       const w = s.wake;

@@ -229,7 +229,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
 
           const waitLive = (s: HubSubscriber) =>
             Effect.async<void>((resume) => {
-              if (s.buffered > 0 || s.overflowed || s.heartbeatDue) return resume(Effect.void);
+              if ((s.ready && s.buffered > 0) || s.overflowed || s.heartbeatDue) return resume(Effect.void);
               s.wake = () => resume(Effect.void);
               return Effect.sync(() => void (s.wake = undefined));
             });
@@ -250,7 +250,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
               }
               const s: HubSubscriber = sub;
               if (s.overflowed) return yield* new SubscriberTooSlow({ lastSequence: position, bufferSize: s.capacity });
-              if (s.buffered > 0) {
+              if (s.ready && s.buffered > 0) {
                 const items: ReadonlyArray<SubscribeItem> = AuditHub.take(s);
                 s.idleTicks = 0;
                 s.heartbeatDue = false;
