@@ -2,7 +2,8 @@
  * AuditService handlers: proto ⇄ domain around src/core/audit/AuditLog.ts. No rule lives here.
  */
 import { Effect, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
-import type { ConnectError, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, type ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -25,6 +26,8 @@ import { type AuditEvent, type AuditEventType, type AuditFilter, auditEventTypes
 import { principalOf } from "./auth-interceptor.js";
 import { Violations } from "./convert.js";
 import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
+import { rpcError } from "./errors.js";
+import type { HealthStatuses } from "./health.js";
 import { runRpc } from "./run-rpc.js";
 import { rpcParentSpan } from "./tracing-interceptor.js";
 
@@ -83,7 +86,24 @@ const abortOf = (ctx: HandlerContext) =>
     return Effect.sync(() => ctx.signal.removeEventListener("abort", onAbort));
   });
 
-export function auditService(runtime: AuditRuntime) {
+/**
+ * Completes when the server starts draining (health NOT_SERVING): a Subscribe stream never ends
+ * on its own, so it must not hold the drain open until the drain timeout cuts it.
+ */
+const drainingOf = (health: HealthStatuses | undefined) =>
+  health === undefined
+    ? Effect.never
+    : Effect.async<void>((resume) => {
+        const stop = new AbortController();
+        void (async () => {
+          for await (const status of health.watch(AuditService.typeName, stop.signal)) {
+            if (status === ServingStatus.NOT_SERVING) return resume(Effect.void);
+          }
+        })();
+        return Effect.sync(() => stop.abort());
+      });
+
+export function auditService(runtime: AuditRuntime, health?: HealthStatuses) {
   return {
     async *subscribe(req, ctx): AsyncGenerator<SubscribeResponse> {
       const principal = principalOf(ctx);
@@ -96,16 +116,30 @@ export function auditService(runtime: AuditRuntime) {
         else start = { _tag: "After", sequence: Number(req.start.value) };
       }
       if (v.list.length > 0) throw toConnectError(new InvalidInput({ violations: v.list }));
+      // Where a client resumes after this stream: the last sequence it was sent.
+      let resumeAfter = start._tag === "After" ? start.sequence : undefined;
+      let drained = false;
       const items: Stream.Stream<SubscribeResponse, ConnectError, AuditLog> = Stream.unwrap(
         Effect.map(AuditLog, (log) => log.subscribe(principal, filter, start)),
       ).pipe(
+        Stream.tap((item) => Effect.sync(() => void (resumeAfter = item._tag === "Event" ? item.event.sequence : item.lastSequence))),
         Stream.map(itemToPb),
         Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause as Cause.Cause<CoreError>))),
         Stream.interruptWhen(abortOf(ctx)),
+        Stream.interruptWhen(drainingOf(health).pipe(Effect.tap(() => Effect.sync(() => void (drained = true))))),
       );
       const rt = await runtime.runtime();
       const parent = rpcParentSpan(ctx.values);
       yield* Stream.toAsyncIterableRuntime(parent === undefined ? items : Stream.provideService(items, Tracer.ParentSpan, parent), rt);
+      if (drained) {
+        throw rpcError({
+          code: Code.Unavailable,
+          message: `the server is shutting down; resume${resumeAfter === undefined ? "" : ` with after_sequence ${resumeAfter}`} on another instance or after the restart`,
+          reason: "SHUTTING_DOWN",
+          metadata: resumeAfter === undefined ? {} : { last_sequence: String(resumeAfter) },
+          retryDelayMs: 1_000,
+        });
+      }
     },
 
     async listAuditEvents(req, ctx) {

@@ -39,7 +39,7 @@ export function routes(health: HealthStatuses, runtime: OrchestratorRuntime & Po
     router.service(ExecutionService, executionService(runtime));
     router.service(PolicyService, policyService(runtime));
     router.service(ScheduleService, scheduleService(runtime));
-    router.service(AuditService, auditService(runtime));
+    router.service(AuditService, auditService(runtime, health));
     router.service(Health, healthService(health));
     router.service(ReflectionV1, reflection.v1);
     router.service(ReflectionV1alpha, reflection.v1alpha);

@@ -123,6 +123,40 @@ describe("AuditService over gRPC", () => {
   });
 });
 
+describe("Subscribe and shutdown", () => {
+  // The stream ends with UNAVAILABLE (reason SHUTTING_DOWN, metadata last_sequence); the server
+  // then destroys its HTTP/2 sessions as soon as the last call has finished, which can cut those
+  // trailers before they are flushed (the client then sees CANCEL): what this test can hold the
+  // server to is that the stream ends by itself, not at the drain timeout.
+  it("a draining server ends Subscribe streams itself instead of waiting for the drain timeout", async () => {
+    // A drain timeout longer than the test's: if the stream held the drain open, the test would time out.
+    const s = await startTestServer({ drainTimeoutMs: 120_000 });
+    const transport = createGrpcTransport({ baseUrl: s.baseUrl });
+    const run = await collect(createClient(ExecutionService, transport), { operation: "demo.echo", input: { message: "before" } });
+    const events: bigint[] = [];
+    let shutdown: Promise<void> | undefined;
+    const error = await failure(
+      (async () => {
+        for await (const r of createClient(AuditService, transport).subscribe({ start: { case: "fromEarliest", value: {} } })) {
+          if (r.kind.case === "event") {
+            events.push(r.kind.value.sequence);
+            if (r.kind.value.type === AuditEventType.EXECUTION_SUCCEEDED && r.kind.value.executionId === run[0]!.executionId) shutdown ??= s.shutdown();
+          }
+        }
+      })(),
+    );
+    await shutdown;
+    expect([Code.Unavailable, Code.Canceled]).toContain(error.code);
+    if (error.code === Code.Unavailable) {
+      const info = error.findDetails(ErrorInfoSchema)[0];
+      expect(info?.reason).toBe("SHUTTING_DOWN");
+      expect(info?.metadata["last_sequence"]).toBe(String(events[events.length - 1]));
+    }
+    // Nothing was cut at the (2-minute) drain timeout: the stream ended on its own.
+    expect(s.logs.find((l) => l["msg"] === "stopped")).toMatchObject({ cut: 0 });
+  });
+});
+
 describe("AuditService with API keys: permission and tenant scoping", () => {
   let keyed: TestServer;
   beforeAll(async () => {
