@@ -30,7 +30,11 @@
  * schedule next comes due: those within policy.catchup_window run oldest first, through the
  * overlap policy; older ones are counted missed and audited (SCHEDULE_MISSED), not run. Slots
  * that pass while the schedule is paused are neither run nor counted (the contract's choice):
- * pausing clears the cursor and resuming restarts it from the next slot after now.
+ * pausing clears the cursor and resuming restarts it from the next slot after now. Counting is
+ * bounded (200,000 slots scanned per catch-up): beyond that, older slots are skipped uncounted.
+ *
+ * WatchSchedule streams this process's events: with several instances, a watcher sees the fires
+ * and run ends of the instance it is connected to (AuditService.Subscribe has them all).
  */
 import { createHash, randomUUID } from "node:crypto";
 import {

@@ -1,0 +1,205 @@
+/**
+ * Schedules: fire lag and memory, in one Node process with the embedded stores (the server's
+ * SQLite layers: executions, audit, schedules).
+ *
+ *   node --import tsx bench/schedules.ts
+ *
+ * 1. Fire lag: SCHEDULE_BENCH_SCHEDULES (default 1,000) schedules firing every second
+ *    (`* * * * * *`, demo.echo, ALLOW_ALL) for SCHEDULE_BENCH_SECONDS (default 10; the first 2 s
+ *    are warm-up). Lag of a run = its execution's create_time − the time it was due: the nominal
+ *    time, plus its jitter in the jittered case. Two cases:
+ *      aligned   no jitter: every schedule's slot is the same instant, so each second 1,000 runs
+ *                are due at once and start one after another (the lag is the queue);
+ *      jittered  spec.jitter = 1 s: each run is due at nominal + jitterFor(…), spread over the second.
+ *    Also checked: exactly one execution per schedule and slot.
+ * 2. Memory: RSS with SCHEDULE_BENCH_HELD (default 100,000) schedules held (hourly, so none fires
+ *    while measured), in the SQLite store (the default) and in the memory store; after a GC when
+ *    run with --expose-gc.
+ *
+ * Targets (issue #6): p99 lag ≤ 10 ms with 1,000 schedules firing every second; ≤ 300 MB RSS
+ * with 100,000 schedules held.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as SqlClient from "@effect/sql/SqlClient";
+import { Clock, Effect, Either, Layer, Logger, LogLevel, ManagedRuntime } from "effect";
+import { Orchestrator } from "../src/core/Orchestrator.js";
+import { OrchestratorConfig } from "../src/core/OrchestratorConfig.js";
+import { OperationRegistry } from "../src/core/operation.js";
+import type { Principal } from "../src/core/model.js";
+import { Scheduler, SchedulerConfig, type ScheduleInput } from "../src/core/schedule/Scheduler.js";
+import type { ScheduleRecord } from "../src/core/schedule/model.js";
+import { compileSpec, jitterFor } from "../src/core/schedule/spec.js";
+import { demoOperations } from "../src/operations/demo.js";
+import { PolicyService } from "../src/ports/PolicyService.js";
+import { RateLimiterMemory } from "../src/ports/RateLimiter.js";
+import { ScheduleStore } from "../src/ports/ScheduleStore.js";
+import { ScheduleStoreMemory } from "../src/ports/memory/ScheduleStoreMemory.js";
+import { AuditLoggerSqlite } from "../src/ports/sqlite/AuditLoggerSqlite.js";
+import { ExecutionStoreSqlite } from "../src/ports/sqlite/ExecutionStoreSqlite.js";
+import { ScheduleStoreSqlite } from "../src/ports/sqlite/ScheduleStoreSqlite.js";
+import { SqliteDatabase } from "../src/ports/sqlite/SqliteDatabase.js";
+
+const envInt = (name: string, fallback: number): number => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+};
+/** Comma-separated counts of every-second schedules, one lag case each. */
+const firingCounts = (process.env["SCHEDULE_BENCH_SCHEDULES"] ?? "100,1000").split(",").map((x) => {
+  const n = Number(x);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`SCHEDULE_BENCH_SCHEDULES: expected counts like 100,1000, got "${x}"`);
+  return n;
+});
+const seconds = envInt("SCHEDULE_BENCH_SECONDS", 10);
+const held = envInt("SCHEDULE_BENCH_HELD", 100_000);
+const warmupMs = 2_000;
+
+const owner: Principal = { subject: "bench", tenant: "bench", roles: ["admin"] };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+function runtimeFor(dir: string, scheduleStore: "sqlite" | "memory") {
+  const database = SqliteDatabase.layer(dir);
+  const stores = Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, scheduleStore === "sqlite" ? ScheduleStoreSqlite : ScheduleStoreMemory).pipe(Layer.provideMerge(database));
+  const deps = Layer.mergeAll(OrchestratorConfig.layer({}), OperationRegistry.layer(demoOperations), stores, RateLimiterMemory, PolicyService.allowAll);
+  const app = Scheduler.Default.pipe(Layer.provideMerge(Orchestrator.Default), Layer.provideMerge(SchedulerConfig.layer({ leaseMs: 10_000 })), Layer.provideMerge(deps));
+  return ManagedRuntime.make(Layer.merge(app, Logger.minimumLogLevel(LogLevel.Warning)));
+}
+
+const definition = (cron: string, jitterMs: number | undefined, startTime?: number, endTime?: number): ScheduleInput => ({
+  spec: {
+    cronExpressions: [cron],
+    timeZone: "UTC",
+    ...(jitterMs === undefined ? {} : { jitterMs }),
+    ...(startTime === undefined ? {} : { startTime }),
+    ...(endTime === undefined ? {} : { endTime }),
+  },
+  action: { operation: "demo.echo", input: { message: "tick" }, labels: {} },
+  policy: { overlap: "ALLOW_ALL", catchupWindowMs: 300_000, pauseOnFailure: false },
+  state: { paused: false, note: "" },
+});
+
+async function lagCase(name: string, firing: number, jitterMs: number | undefined) {
+  const dir = mkdtempSync(join(tmpdir(), "bench-schedules-"));
+  const rt = runtimeFor(dir, (process.env["SCHEDULE_BENCH_STORE"] ?? "sqlite") as "sqlite" | "memory");
+  try {
+    // All start together at `begin` (spec.start_time), after they are all created: creating them
+    // while the first ones already fire would measure the creation loop too.
+    const begin = Math.ceil((Date.now() + 1_000 + firing * 5) / 1000) * 1000;
+    await rt.runPromise(
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        // end_time: the slots stop with the window, so an engine that fell behind drains its backlog.
+        const end = begin + warmupMs + seconds * 1000 - 1000;
+        for (let i = 0; i < firing; i++) yield* s.create(owner, { scheduleId: `b-${i}`, schedule: definition("* * * * * *", jitterMs, begin, end) });
+      }),
+    );
+    process.stderr.write(`  ${name} ${firing}: created in ${Date.now() - (begin - 1_000 - firing * 5)} ms\n`);
+    if (Date.now() > begin) console.log(`(creating ${firing} schedules took past their start time)`);
+    const created = Date.now();
+    const cpu0 = process.cpuUsage();
+    const from = begin + warmupMs;
+    await sleep(from + seconds * 1000 - Date.now() + 500);
+    const to = from + seconds * 1000 - 1000; // last slot measured
+    const expected = firing * ((to - from) / 1000 + 1);
+    // Wait for the backlog, if any, to drain (bounded): every slot of the window has run.
+    const countRuns = () => rt.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT COUNT(*) AS n FROM executions WHERE nominal_time >= ${from} AND nominal_time <= ${to}`),
+    );
+    for (let i = 0; i < 600 && (await countRuns())[0]!.n < expected; i++) await sleep(1_000);
+    const cpu = process.cpuUsage(cpu0);
+    const fired = await rt.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT COUNT(*) AS n FROM executions WHERE create_time >= ${created}`),
+    );
+    const cpuPerFireUs = Math.round((cpu.user + cpu.system) / Math.max(1, fired[0]!.n));
+    const rows = await rt.runPromise(
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ schedule_id: string; nominal_time: number; create_time: number }>`
+          SELECT schedule_id, nominal_time, create_time FROM executions WHERE nominal_time >= ${from} AND nominal_time <= ${to}`,
+      ),
+    );
+    const lags = rows
+      .map((r) => r.create_time - (r.nominal_time + (jitterMs === undefined ? 0 : jitterFor(r.schedule_id, r.nominal_time, jitterMs, r.nominal_time + 1000))))
+      .sort((a, b) => a - b);
+    const perSlot = new Map<string, number>();
+    for (const r of rows) perSlot.set(`${r.schedule_id}@${r.nominal_time}`, (perSlot.get(`${r.schedule_id}@${r.nominal_time}`) ?? 0) + 1);
+    const duplicates = [...perSlot.values()].filter((n) => n > 1).length;
+    const rss = process.memoryUsage().rss;
+    console.log(
+      `${name.padEnd(9)} ${firing} schedules × ${(to - from) / 1000 + 1} s: runs ${rows.length}/${expected}, duplicates ${duplicates}; ` +
+        `lag p50 ${percentile(lags, 50)} ms, p99 ${percentile(lags, 99)} ms, max ${lags.at(-1)} ms; CPU ${cpuPerFireUs} µs per fire; RSS ${mb(rss)} MB`,
+    );
+    return { p50: percentile(lags, 50), p99: percentile(lags, 99), runs: rows.length, expected, duplicates };
+  } finally {
+    await rt.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function heldCase(store: "sqlite" | "memory") {
+  const dir = mkdtempSync(join(tmpdir(), "bench-schedules-held-"));
+  const rt = runtimeFor(dir, store);
+  try {
+    await rt.runPromise(Effect.void);
+    gc();
+    const before = process.memoryUsage().rss;
+    const spec = definition("0 * * * *", undefined);
+    const compiled = Either.getOrThrow(compileSpec(spec.spec));
+    // Straight into the store (CreateSchedule would also validate, audit and answer an RPC each).
+    await rt.runPromise(
+      Effect.gen(function* () {
+        const st = yield* ScheduleStore;
+        const now = yield* Clock.currentTimeMillis;
+        const sql = store === "sqlite" ? yield* SqlClient.SqlClient : undefined;
+        const record = (i: number): ScheduleRecord => ({
+          scheduleId: `held-${String(i).padStart(6, "0")}`,
+          ...spec,
+          owner,
+          createTime: now,
+          updateTime: now,
+          version: 1,
+          rev: 1,
+          nextFireTime: compiled.next(now + 3_600_000),
+          runCount: 0,
+          missedCount: 0,
+          overlapSkippedCount: 0,
+          recentRuns: [],
+          running: [],
+          buffer: [],
+        });
+        for (let i = 0; i < held; i += 1000) {
+          const batch = Effect.forEach(Array.from({ length: Math.min(1000, held - i) }, (_, j) => record(i + j)), (r) => st.insert(r), { discard: true });
+          yield* sql === undefined ? batch : sql.withTransaction(batch);
+        }
+      }),
+    );
+    await sleep(2_000); // the engine looks at the queue (nothing is due for an hour)
+    gc();
+    const after = process.memoryUsage().rss;
+    const count = await rt.runPromise(Effect.flatMap(ScheduleStore, (s) => s.count()));
+    console.log(`held      ${count} schedules in the ${store} store: RSS ${mb(after)} MB (${mb(before)} MB before, +${mb(after - before)} MB)`);
+    return after;
+  } finally {
+    await rt.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+console.log(`node ${process.version}, ${(globalThis as { gc?: unknown }).gc === undefined ? "no --expose-gc (RSS without a forced GC)" : "--expose-gc"}`);
+const results: string[] = [];
+for (const n of firingCounts) {
+  const aligned = await lagCase("aligned", n, undefined);
+  const jittered = await lagCase("jittered", n, 1_000);
+  results.push(`${n} schedules: aligned p99 ${aligned.p99} ms, jittered p99 ${jittered.p99} ms`);
+}
+const sqliteRss = await heldCase("sqlite");
+const memoryRss = await heldCase("memory");
+console.log("");
+console.log(`target p99 ≤ 10 ms with 1,000 schedules firing every second: ${results.join("; ")}`);
+console.log(`target RSS ≤ 300 MB with ${held} schedules: SQLite store ${mb(sqliteRss)} MB, memory store ${mb(memoryRss)} MB`);
