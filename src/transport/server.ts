@@ -146,6 +146,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const address = listener.address() as net.AddressInfo;
 
+  /** After the last call ended (or was cut): how long sessions may take to flush and close. */
+  const sessionCloseGraceMs = 1_000;
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
     (shutdownPromise ??= (async () => {
@@ -169,6 +171,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         logger.warn("drain timeout: cutting in-flight calls", { in_flight: cut });
         cutoff.abort();
       }
+      // A call that has just ended may still have its trailers (its status) in the session's
+      // buffers: sessions that got GOAWAY close by themselves once written, so wait for that,
+      // briefly, before destroying what is left.
+      await Promise.race([
+        Promise.all([...sessions].map((s) => (s.destroyed ? undefined : new Promise<void>((resolve) => s.once("close", () => resolve()))))),
+        new Promise<void>((resolve) => setTimeout(resolve, sessionCloseGraceMs).unref()),
+      ]);
       for (const s of sessions) s.destroy();
       h1?.closeAllConnections();
       for (const s of sockets) s.destroy();
