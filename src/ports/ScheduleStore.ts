@@ -46,6 +46,13 @@ export interface ScheduleStoreShape {
   readonly earliest: () => Effect.Effect<Option.Option<number>, StoreError>;
   /** Inserts a claim if its (scheduleId, claimId) is free; false when taken. */
   readonly claim: (claim: Claim) => Effect.Effect<boolean, StoreError>;
+  /**
+   * Renews the lease of a claim this instance holds: only if it is unsettled, held by
+   * `instanceId` and its lease is still `leaseUntil` (the token this holder was given). False when
+   * it was taken over meanwhile (the lease ran out and a sweeper, maybe of this very process, took
+   * it): then the caller must not run it.
+   */
+  readonly confirmClaim: (scheduleId: string, claimId: string, instanceId: string, leaseUntil: number, newLeaseUntil: number) => Effect.Effect<boolean, StoreError>;
   /** Records how a claim ended; it is no longer leased. */
   readonly settleClaim: (scheduleId: string, claimId: string, outcome: ClaimOutcome, executionId: string | undefined) => Effect.Effect<void, StoreError>;
   /**

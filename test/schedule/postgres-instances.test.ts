@@ -2,11 +2,12 @@
  * Exactly once across instances: two server processes on one PostgreSQL, 50 every-second
  * schedules for ~20 s, one process SIGKILLed half-way. Every slot of the window must have fired
  * exactly once (one execution per schedule and nominal_time), including slots the killed
- * process had claimed but not started (taken over when their lease ran out). Real processes and
+ * process had claimed but not started (taken over when their lease ran out; jitter makes sure there
+ * are some). Real processes and
  * real time: it asserts counts, not timing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OverlapPolicy, ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
@@ -38,7 +39,9 @@ describe("schedules on several instances sharing PostgreSQL", () => {
         await onA.createSchedule({
           scheduleId: `every-${i}`,
           schedule: {
-            spec: { cronExpressions: ["* * * * * *"] },
+            // Jitter keeps each claimed slot waiting (leased) for up to 0.8 s before it starts, so the
+            // killed instance surely dies holding claims: the survivor must take them over.
+            spec: { cronExpressions: ["* * * * * *"], jitter: durationFromMs(800) },
             action: { operation: "demo.echo", input: { message: `s${i}` } },
             policy: { overlapPolicy: OverlapPolicy.ALLOW_ALL },
           },
@@ -82,6 +85,8 @@ describe("schedules on several instances sharing PostgreSQL", () => {
       expect(problems).toEqual([]);
       expect(total).toBe(schedules * expected.length);
       expect(killedAt).toBeGreaterThan(windowStart);
+      const takeovers = b.logs.filter((l) => String(l["msg"]).includes("taking over slot")).length;
+      expect(takeovers).toBeGreaterThan(0);
     } finally {
       await Promise.all(servers.map((s) => s.stop()));
     }

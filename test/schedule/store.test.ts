@@ -143,6 +143,11 @@ export const storeContract = (name: string, layer: () => Layer.Layer<ScheduleSto
           const taken = yield* s.takeExpiredClaims(6000, "b", 20_000, 10);
           expect(taken).toEqual([{ ...claim("a", 1000, 20_000, "b") }]);
           expect(yield* s.takeExpiredClaims(6000, "c", 30_000, 10)).toEqual([]);
+          // The holder's lease token moved with the takeover: the old holder can no longer renew it.
+          expect(yield* s.confirmClaim("a", "cron:1000", "a", 5000, 40_000)).toBe(false);
+          expect(yield* s.confirmClaim("a", "cron:1000", "b", 20_000, 40_000)).toBe(true);
+          expect(yield* s.confirmClaim("a", "cron:1000", "b", 20_000, 50_000)).toBe(false);
+          expect(yield* s.confirmClaim("a", "cron:1000", "b", 40_000, 50_000)).toBe(true);
         }),
       ),
     );

@@ -164,6 +164,8 @@ type Dispatched =
   | { readonly _tag: "Buffered"; readonly run: ScheduleRun }
   | { readonly _tag: "Skipped"; readonly run: ScheduleRun }
   | { readonly _tag: "StartFailed"; readonly run: ScheduleRun; readonly error: StartError }
+  /** Its lease was taken over (this process lagged): the new holder dispatches it. */
+  | { readonly _tag: "TakenOver" }
   | { readonly _tag: "Gone" };
 
 type Decision =
@@ -229,6 +231,24 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const local = new Map<string, string | undefined>();
     // Claim ids are unique per schedule only (cron:<slot>).
     const localKey = (scheduleId: string, claimId: string) => `${scheduleId}\u0000${claimId}`;
+    /**
+     * Claims this process holds and has not finished dispatching → the lease it holds (its
+     * token). When this process falls behind by more than a lease, its own sweeper finds such a
+     * claim expired: it then passes the new lease to the pending dispatch instead of dispatching
+     * the claim a second time.
+     */
+    const inflight = new Map<string, number>();
+    const hold = (c: Claim) => void inflight.set(localKey(c.scheduleId, c.claimId), c.leaseUntil);
+    /** Renews this process's lease on a claim; false when another holder took it over. */
+    const confirm = (c: Claim) =>
+      Effect.gen(function* () {
+        const key = localKey(c.scheduleId, c.claimId);
+        const token = inflight.get(key) ?? c.leaseUntil;
+        const renewed = (yield* now) + settings.leaseMs;
+        const ok = yield* store.confirmClaim(c.scheduleId, c.claimId, me, token, renewed);
+        if (ok && inflight.has(key)) inflight.set(key, renewed);
+        return ok;
+      });
     const compiled = new Map<string, { readonly key: string; readonly spec: CompiledSpec }>();
 
     const now = Clock.currentTimeMillis;
@@ -412,7 +432,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     };
 
     /** Starts one slot whose running placeholder is written; records the outcome. */
-    const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
+    const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord, claim?: Claim): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         local.set(localKey(scheduleId, slot.claimId), undefined);
         const found = written === undefined ? yield* store.get(scheduleId) : Option.some(written);
@@ -428,6 +448,12 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
           yield* store.settleClaim(scheduleId, slot.claimId, "SKIPPED", undefined);
           return { _tag: "Skipped", run: { nominalTime: slot.nominalTime, kind: slot.kind } } as const;
+        }
+        if (claim !== undefined && !(yield* confirm(claim))) {
+          // Its lease ran out while this process lagged, and someone took the slot over: theirs now.
+          local.delete(localKey(scheduleId, slot.claimId));
+          yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
+          return { _tag: "TakenOver" } as const;
         }
         const exit = yield* orchestrator
           .executeStream(
@@ -560,6 +586,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const dispatch = (claim: Claim, takenOver: boolean, hint?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         const slot: BufferedRun = { claimId: claim.claimId, nominalTime: claim.nominalTime, kind: claim.kind };
+        if (!(yield* confirm(claim))) return { _tag: "TakenOver" } as const;
         if (takenOver) {
           // Its instance may have died after starting the execution but before settling.
           const existing = yield* findExecution(claim);
@@ -596,7 +623,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               yield* startRun(claim.scheduleId, d.slot, written);
               return { _tag: "Buffered", run } as const;
             }
-            return yield* startRun(claim.scheduleId, slot, written);
+            return yield* startRun(claim.scheduleId, slot, written, claim);
           }
           case "Buffer": {
             yield* store.settleClaim(claim.scheduleId, claim.claimId, "BUFFERED", undefined);
@@ -623,7 +650,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           case "Gone":
             return { _tag: "Gone" } as const;
         }
-      }) as Effect.Effect<Dispatched, StoreError>;
+      }).pipe(Effect.ensuring(Effect.sync(() => inflight.delete(localKey(claim.scheduleId, claim.claimId))))) as Effect.Effect<Dispatched, StoreError>;
 
     const findExecution = (claim: Claim) =>
       Effect.gen(function* () {
@@ -676,6 +703,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           }));
           const advanced = { ...r, rev: r.rev + 1, nextFireTime: next, missedCount: r.missedCount + missedCount };
           if (!(yield* store.advance(advanced, r.rev, claims))) continue; // changed under us: re-read
+          for (const claim of claims) hold(claim);
           if (missedCount > 0) {
             yield* auditSchedule(r, {
               type: "SCHEDULE_MISSED",
@@ -728,6 +756,13 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       const t = yield* now;
       const taken = yield* store.takeExpiredClaims(t, me, t + settings.leaseMs, 100);
       for (const claim of taken) {
+        const key = localKey(claim.scheduleId, claim.claimId);
+        if (inflight.has(key)) {
+          // Still being dispatched here (this process lagged past its lease): hand it the new lease.
+          inflight.set(key, claim.leaseUntil);
+          continue;
+        }
+        hold(claim);
         yield* Effect.logWarning(`schedule ${claim.scheduleId}: taking over slot ${new Date(claim.nominalTime).toISOString()} from an expired lease`);
         yield* dispatch(claim, true).pipe(Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)));
       }
@@ -898,6 +933,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           const t = yield* now;
           const claim: Claim = { scheduleId: cmd.scheduleId, claimId: `trigger:${randomUUID()}`, nominalTime: t, kind: "TRIGGER", overlap: cmd.overlap, instanceId: me, leaseUntil: t + settings.leaseMs };
           yield* store.claim(claim);
+          hold(claim);
           const d = yield* dispatch(claim, false);
           switch (d._tag) {
             case "Gone":
@@ -908,6 +944,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               return { outcome: "STARTED" as TriggerOutcome, run: d.run };
             case "Buffered":
               return { outcome: "BUFFERED" as TriggerOutcome, run: d.run };
+            case "TakenOver":
+              return { outcome: "BUFFERED" as TriggerOutcome, run: { nominalTime: t, kind: "TRIGGER" as RunKind } };
             case "Skipped":
               return { outcome: "SKIPPED" as TriggerOutcome, run: d.run };
           }
@@ -943,7 +981,10 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             instanceId: me,
             leaseUntil: t + settings.leaseMs,
           }));
-          for (const c of claims) yield* store.claim(c);
+          for (const c of claims) {
+            yield* store.claim(c);
+            hold(c);
+          }
           // Queued in order, in the background: the call returns at once.
           yield* FiberSet.run(
             fibers,

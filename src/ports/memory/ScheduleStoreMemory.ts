@@ -140,6 +140,14 @@ const make = Effect.sync(() => {
         }
       }),
     claim: (c) => Effect.sync(() => insertClaim(c)),
+    confirmClaim: (scheduleId, claimId, instanceId, leaseUntil, newLeaseUntil) =>
+      Effect.sync(() => {
+        const k = key(scheduleId, claimId);
+        const c = claims.get(k);
+        if (c === undefined || c.settled || c.instanceId !== instanceId || c.leaseUntil !== leaseUntil) return false;
+        claims.set(k, { ...c, leaseUntil: newLeaseUntil });
+        return true;
+      }),
     settleClaim: (scheduleId, claimId, _outcome: ClaimOutcome) =>
       Effect.sync(() => {
         // One instance per memory store: the cursor alone keeps a slot from being claimed again.

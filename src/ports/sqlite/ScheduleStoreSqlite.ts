@@ -181,6 +181,16 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
 
       claim: (c) => insertClaim(c).pipe(Effect.mapError(fail("claim"))),
 
+      confirmClaim: (scheduleId, claimId, instanceId, leaseUntil, newLeaseUntil) =>
+        sql<{ readonly claim_id: string }>`
+          UPDATE schedule_claims SET lease_until = ${newLeaseUntil}
+          WHERE schedule_id = ${scheduleId} AND claim_id = ${claimId} AND outcome IS NULL
+            AND instance_id = ${instanceId} AND lease_until = ${leaseUntil}
+          RETURNING claim_id`.pipe(
+          Effect.map((rows) => rows.length === 1),
+          Effect.mapError(fail("confirmClaim")),
+        ),
+
       settleClaim: (scheduleId, claimId, outcome: ClaimOutcome, executionId) =>
         Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (now) =>
           sql`
