@@ -432,6 +432,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     };
 
     /** Starts one slot whose running placeholder is written; records the outcome. */
+    /** `claim`: renew its lease first (a start long after the dispatch began). */
     const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord, claim?: Claim): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         local.set(localKey(scheduleId, slot.claimId), undefined);
@@ -623,7 +624,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               yield* startRun(claim.scheduleId, d.slot, written);
               return { _tag: "Buffered", run } as const;
             }
-            return yield* startRun(claim.scheduleId, slot, written, claim);
+            // The lease was renewed a moment ago (above): no second renewal before the start.
+            return yield* startRun(claim.scheduleId, slot, written);
           }
           case "Buffer": {
             yield* store.settleClaim(claim.scheduleId, claim.claimId, "BUFFERED", undefined);
