@@ -1,8 +1,8 @@
 /**
  * AuditService handlers: proto ⇄ domain around src/core/audit/AuditLog.ts. No rule lives here.
  */
-import { Effect, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
-import { Code, type ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Effect, Stream, type ManagedRuntime } from "effect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -25,11 +25,10 @@ import { InvalidInput } from "../core/errors.js";
 import { type AuditEvent, type AuditEventType, type AuditFilter, auditEventTypes } from "../ports/AuditLogger.js";
 import { principalOf } from "./auth-interceptor.js";
 import { Violations } from "./convert.js";
-import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
+import { toConnectError } from "./error-mapping.js";
 import { rpcError } from "./errors.js";
 import type { HealthStatuses } from "./health.js";
-import { runRpc } from "./run-rpc.js";
-import { rpcParentSpan } from "./tracing-interceptor.js";
+import { runRpc, runStream } from "./run-rpc.js";
 
 /** The runtime the handlers run on (see run-rpc.ts for why its error type is unknown). */
 export type AuditRuntime = ManagedRuntime.ManagedRuntime<AuditLog, unknown>;
@@ -78,14 +77,6 @@ const itemToPb = (item: SubscribeItem): SubscribeResponse =>
         kind: { case: "heartbeat", value: create(AuditHeartbeatSchema, { lastSequence: BigInt(item.lastSequence), time: timestampFromMs(Math.floor(item.time)) }) },
       });
 
-const abortOf = (ctx: HandlerContext) =>
-  Effect.async<void>((resume) => {
-    if (ctx.signal.aborted) return resume(Effect.void);
-    const onAbort = () => resume(Effect.void);
-    ctx.signal.addEventListener("abort", onAbort, { once: true });
-    return Effect.sync(() => ctx.signal.removeEventListener("abort", onAbort));
-  });
-
 /**
  * Completes when the server starts draining (health NOT_SERVING): a Subscribe stream never ends
  * on its own, so it must not hold the drain open until the drain timeout cuts it.
@@ -119,18 +110,15 @@ export function auditService(runtime: AuditRuntime, health?: HealthStatuses) {
       // Where a client resumes after this stream: the last sequence it was sent.
       let resumeAfter = start._tag === "After" ? start.sequence : undefined;
       let drained = false;
-      const items: Stream.Stream<SubscribeResponse, ConnectError, AuditLog> = Stream.unwrap(
-        Effect.map(AuditLog, (log) => log.subscribe(principal, filter, start)),
-      ).pipe(
-        Stream.tap((item) => Effect.sync(() => void (resumeAfter = item._tag === "Event" ? item.event.sequence : item.lastSequence))),
-        Stream.map(itemToPb),
-        Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause as Cause.Cause<CoreError>))),
-        Stream.interruptWhen(abortOf(ctx)),
-        Stream.interruptWhen(drainingOf(health).pipe(Effect.tap(() => Effect.sync(() => void (drained = true))))),
+      yield* runStream(
+        runtime,
+        ctx,
+        Stream.unwrap(Effect.map(AuditLog, (log) => log.subscribe(principal, filter, start))).pipe(
+          Stream.tap((item) => Effect.sync(() => void (resumeAfter = item._tag === "Event" ? item.event.sequence : item.lastSequence))),
+          Stream.map(itemToPb),
+          Stream.interruptWhen(drainingOf(health).pipe(Effect.tap(() => Effect.sync(() => void (drained = true))))),
+        ),
       );
-      const rt = await runtime.runtime();
-      const parent = rpcParentSpan(ctx.values);
-      yield* Stream.toAsyncIterableRuntime(parent === undefined ? items : Stream.provideService(items, Tracer.ParentSpan, parent), rt);
       if (drained) {
         throw rpcError({
           code: Code.Unavailable,

@@ -1,7 +1,7 @@
 /**
  * ExecutionService handlers: proto → command, call the core, domain → proto. No rule lives here.
  */
-import { Effect, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
+import { Effect, Stream, type ManagedRuntime } from "effect";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { Orchestrator } from "../core/Orchestrator.js";
@@ -23,9 +23,9 @@ import {
   statesFromPb,
   Violations,
 } from "./convert.js";
-import { runRpc } from "./run-rpc.js";
-import { causeToConnectError, toConnectError, type CoreError } from "./error-mapping.js";
-import { rpcParentSpan, rpcSpanOf } from "./tracing-interceptor.js";
+import { runRpc, runStream } from "./run-rpc.js";
+import { toConnectError } from "./error-mapping.js";
+import { rpcSpanOf } from "./tracing-interceptor.js";
 
 /** The runtime handlers run on (see run-rpc.ts for why its error type is unknown). */
 export type OrchestratorRuntime = ManagedRuntime.ManagedRuntime<Orchestrator, unknown>;
@@ -47,24 +47,14 @@ export function executionService(runtime: OrchestratorRuntime) {
       // The execution's trace id is its RPC's; without the tracing interceptor, the core's own.
       const { cmd, violations } = executeCommandFromPb(req, principal, rpcSpanOf(ctx)?.traceId);
       if (violations.length > 0) throw toConnectError(new InvalidInput({ violations }));
-      const events: Stream.Stream<ExecuteResponse, ConnectError, Orchestrator> = Stream.unwrap(
-        Effect.map(Orchestrator, (o) => o.executeStream(cmd, { detach: req.detach, cancelReason: () => abortReason(ctx.signal) })),
-      ).pipe(
-        Stream.map((e) => create(ExecuteResponseSchema, { event: executionEventToPb(e) })),
-        Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause as Cause.Cause<CoreError>))),
-        // A client cancel or deadline ends the stream, which cancels the execution (unless detached).
-        Stream.interruptWhen(
-          Effect.async<void>((resume) => {
-            if (ctx.signal.aborted) return resume(Effect.void);
-            const onAbort = () => resume(Effect.void);
-            ctx.signal.addEventListener("abort", onAbort, { once: true });
-            return Effect.sync(() => ctx.signal.removeEventListener("abort", onAbort));
-          }),
-        ),
+      // A client cancel or deadline ends the stream, which cancels the execution (unless detached).
+      yield* runStream(
+        runtime,
+        ctx,
+        Stream.unwrap(
+          Effect.map(Orchestrator, (o) => o.executeStream(cmd, { detach: req.detach, cancelReason: () => abortReason(ctx.signal) })),
+        ).pipe(Stream.map((e) => create(ExecuteResponseSchema, { event: executionEventToPb(e) }))),
       );
-      const rt = await runtime.runtime();
-      const parent = rpcParentSpan(ctx.values);
-      yield* Stream.toAsyncIterableRuntime(parent === undefined ? events : Stream.provideService(events, Tracer.ParentSpan, parent), rt);
     },
 
     async getExecution(req, ctx) {

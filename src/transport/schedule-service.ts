@@ -2,10 +2,10 @@
  * ScheduleService handlers: proto → domain (enums to string unions, defaults applied, wire-level
  * violations collected), call the Scheduler, domain → proto. No rule lives here.
  */
-import { Effect, Stream, type Cause, type ManagedRuntime } from "effect";
+import { Effect, Stream, type ManagedRuntime } from "effect";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { ConnectError, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { InvalidInput } from "../core/errors.js";
 import type { JsonObject, RetryPolicyInput } from "../core/model.js";
 import { Scheduler, type ScheduleInput, type ScheduleView, type UpdatePath } from "../core/schedule/Scheduler.js";
@@ -41,10 +41,7 @@ import {
 } from "../../gen/orchestrator/v1/schedule_service_pb.js";
 import { principalOf } from "./auth-interceptor.js";
 import { durationToMs, errorDetailToPb, executionStateToPb, retryPolicyFromPb, Violations } from "./convert.js";
-import { causeToConnectError, type CoreError } from "./error-mapping.js";
-import { runRpc } from "./run-rpc.js";
-import { rpcParentSpan } from "./tracing-interceptor.js";
-import { Tracer } from "effect";
+import { runRpc, runStream } from "./run-rpc.js";
 
 export type ScheduleRuntime = ManagedRuntime.ManagedRuntime<Scheduler, unknown>;
 
@@ -433,26 +430,17 @@ export function scheduleService(runtime: ScheduleRuntime) {
 
     async *watchSchedule(req, ctx): AsyncGenerator<WatchScheduleResponse> {
       const principal = principalOf(ctx);
-      const events: Stream.Stream<WatchScheduleResponse, ConnectError, Scheduler> = Stream.unwrap(
-        Effect.gen(function* () {
-          yield* required(req.scheduleId, "schedule_id");
-          const s = yield* Scheduler;
-          return s.watch(principal, req.scheduleId).pipe(Stream.map((e) => create(WatchScheduleResponseSchema, { event: eventToPb(e, s.view) })));
-        }),
-      ).pipe(
-        Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause as Cause.Cause<CoreError>))),
-        Stream.interruptWhen(
-          Effect.async<void>((resume) => {
-            if (ctx.signal.aborted) return resume(Effect.void);
-            const onAbort = () => resume(Effect.void);
-            ctx.signal.addEventListener("abort", onAbort, { once: true });
-            return Effect.sync(() => ctx.signal.removeEventListener("abort", onAbort));
+      yield* runStream(
+        runtime,
+        ctx,
+        Stream.unwrap(
+          Effect.gen(function* () {
+            yield* required(req.scheduleId, "schedule_id");
+            const s = yield* Scheduler;
+            return s.watch(principal, req.scheduleId).pipe(Stream.map((e) => create(WatchScheduleResponseSchema, { event: eventToPb(e, s.view) })));
           }),
         ),
       );
-      const rt = await runtime.runtime();
-      const parent = rpcParentSpan(ctx.values);
-      yield* Stream.toAsyncIterableRuntime(parent === undefined ? events : Stream.provideService(events, Tracer.ParentSpan, parent), rt);
     },
   } satisfies ServiceImpl<typeof ScheduleService>;
 }
