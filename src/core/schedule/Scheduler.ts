@@ -284,10 +284,10 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const auditSchedule = (r: ScheduleRecord, entry: Omit<AuditEntry, "scheduleId" | "operation">) =>
       audit.log({ ...entry, scheduleId: r.scheduleId, operation: r.action.operation, principal: entry.principal ?? r.owner });
 
-    /** Read-modify-write with compare-and-set on rev; `f` returns the new record (or none) and a result. */
     /**
-     * Like modify, starting from `start` (a record this process just read or wrote) when given, so
-     * the common case costs one write and no read; returns the result and the record as stored.
+     * Read-modify-write with compare-and-set on rev; `f` returns the new record (or none) and a
+     * result. Starts from `start` (a record this process just read or wrote) when given, so the
+     * common case costs one write and no read; returns the result and the record as stored.
      */
     const modifyFrom = <A>(
       scheduleId: string,
@@ -432,8 +432,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     };
 
     /** Starts one slot whose running placeholder is written; records the outcome. */
-    /** `claim`: renew its lease first (a start long after the dispatch began). */
-    const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord, claim?: Claim): Effect.Effect<Dispatched, StoreError> =>
+    const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         local.set(localKey(scheduleId, slot.claimId), undefined);
         const found = written === undefined ? yield* store.get(scheduleId) : Option.some(written);
@@ -449,12 +448,6 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
           yield* store.settleClaim(scheduleId, slot.claimId, "SKIPPED", undefined);
           return { _tag: "Skipped", run: { nominalTime: slot.nominalTime, kind: slot.kind } } as const;
-        }
-        if (claim !== undefined && !(yield* confirm(claim))) {
-          // Its lease ran out while this process lagged, and someone took the slot over: theirs now.
-          local.delete(localKey(scheduleId, slot.claimId));
-          yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
-          return { _tag: "TakenOver" } as const;
         }
         const exit = yield* orchestrator
           .executeStream(
