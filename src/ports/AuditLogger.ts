@@ -19,33 +19,7 @@ import { Context, type Effect, type Scope } from "effect";
 import type { StoreError } from "../core/errors.js";
 import type { JsonObject, Principal } from "../core/model.js";
 
-export type AuditEventType =
-  | "EXECUTION_ACCEPTED"
-  | "EXECUTION_ATTEMPT_STARTED"
-  | "EXECUTION_ATTEMPT_FAILED"
-  | "EXECUTION_RETRY_SCHEDULED"
-  | "EXECUTION_SUCCEEDED"
-  | "EXECUTION_FAILED"
-  | "EXECUTION_CANCELLED"
-  | "EXECUTION_TIMED_OUT"
-  | "EXECUTION_INTERRUPTED"
-  | "AUTH_SUCCEEDED"
-  | "AUTH_DENIED"
-  | "POLICY_EVALUATED"
-  | "POLICY_UPDATED"
-  | "RATE_LIMIT_CHECKED"
-  | "SCHEDULE_CREATED"
-  | "SCHEDULE_UPDATED"
-  | "SCHEDULE_PAUSED"
-  | "SCHEDULE_RESUMED"
-  | "SCHEDULE_DELETED"
-  | "SCHEDULE_FIRED"
-  | "SCHEDULE_SKIPPED"
-  | "SCHEDULE_MISSED"
-  | "CREDENTIALS_CREATED"
-  | "CREDENTIALS_REVOKED";
-
-export const auditEventTypes: ReadonlyArray<AuditEventType> = [
+export const auditEventTypes = [
   "EXECUTION_ACCEPTED",
   "EXECUTION_ATTEMPT_STARTED",
   "EXECUTION_ATTEMPT_FAILED",
@@ -70,7 +44,9 @@ export const auditEventTypes: ReadonlyArray<AuditEventType> = [
   "SCHEDULE_MISSED",
   "CREDENTIALS_CREATED",
   "CREDENTIALS_REVOKED",
-];
+] as const;
+
+export type AuditEventType = (typeof auditEventTypes)[number];
 
 export interface AuditEntry {
   readonly type: AuditEventType;
