@@ -63,8 +63,11 @@ export interface ScheduleStoreShape {
   /** Number of schedules (for metrics and the bench). */
   readonly count: () => Effect.Effect<number, StoreError>;
   readonly findRequest: (subject: string, requestId: string) => Effect.Effect<Option.Option<StoredRequest>, StoreError>;
-  /** Saves the response of an idempotent call; an existing key is kept (the first call wins). */
-  readonly saveRequest: (subject: string, requestId: string, request: StoredRequest) => Effect.Effect<void, StoreError>;
+  /**
+   * Saves the response of an idempotent call. An existing key saved before `expiredBefore` (past
+   * the caller's lifetime for keys) is replaced; a live one is kept (the first call wins).
+   */
+  readonly saveRequest: (subject: string, requestId: string, request: StoredRequest, expiredBefore: number) => Effect.Effect<void, StoreError>;
 }
 
 export class ScheduleStore extends Context.Tag("orchestrator/ScheduleStore")<ScheduleStore, ScheduleStoreShape>() {}

@@ -156,10 +156,21 @@ export const storeContract = (name: string, layer: () => Layer.Layer<ScheduleSto
       run(
         Effect.gen(function* () {
           const s = yield* ScheduleStore;
-          yield* s.saveRequest("alice", "r1", { fingerprint: "f", response: "1", time: 10 });
-          yield* s.saveRequest("alice", "r1", { fingerprint: "g", response: "2", time: 11 });
+          yield* s.saveRequest("alice", "r1", { fingerprint: "f", response: "1", time: 10 }, 0);
+          yield* s.saveRequest("alice", "r1", { fingerprint: "g", response: "2", time: 11 }, 1);
           expect(Option.getOrThrow(yield* s.findRequest("alice", "r1"))).toEqual({ fingerprint: "f", response: "1", time: 10 });
           expect(Option.isNone(yield* s.findRequest("bob", "r1"))).toBe(true);
+        }),
+      ),
+    );
+
+    it.effect("request ids: an expired key is replaced by the next save", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          yield* s.saveRequest("alice", "r1", { fingerprint: "f", response: "1", time: 10 }, 0);
+          yield* s.saveRequest("alice", "r1", { fingerprint: "g", response: "2", time: 100 }, 50);
+          expect(Option.getOrThrow(yield* s.findRequest("alice", "r1"))).toEqual({ fingerprint: "g", response: "2", time: 100 });
         }),
       ),
     );

@@ -352,7 +352,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return JSON.parse(found.value.response) as A;
         }
         const a = yield* run;
-        yield* store.saveRequest(principal.subject, requestId, { fingerprint: fp, response: JSON.stringify(a ?? null), time: t });
+        yield* store.saveRequest(principal.subject, requestId, { fingerprint: fp, response: JSON.stringify(a ?? null), time: t }, t - settings.requestTtlMs);
         return a;
       });
 

@@ -168,10 +168,11 @@ const make = Effect.sync(() => {
       }),
     count: () => Effect.sync(() => byId.size),
     findRequest: (subject, requestId) => Effect.sync(() => Option.fromNullable(requests.get(JSON.stringify([subject, requestId])))),
-    saveRequest: (subject, requestId, request) =>
+    saveRequest: (subject, requestId, request, expiredBefore) =>
       Effect.sync(() => {
         const k = JSON.stringify([subject, requestId]);
-        if (!requests.has(k)) requests.set(k, request);
+        const old = requests.get(k);
+        if (old === undefined || old.time < expiredBefore) requests.set(k, request);
       }),
   });
 });

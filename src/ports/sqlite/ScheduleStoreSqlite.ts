@@ -225,10 +225,9 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
           Effect.mapError(fail("findRequest")),
         ),
 
-      saveRequest: (subject, requestId, request) =>
+      saveRequest: (subject, requestId, request, expiredBefore) =>
         Effect.gen(function* () {
-          // A key past its lifetime is replaced; a live one is kept (the first call wins).
-          yield* sql`DELETE FROM schedule_requests WHERE subject = ${subject} AND request_id = ${requestId} AND time < ${request.time - 24 * 3_600_000}`;
+          yield* sql`DELETE FROM schedule_requests WHERE subject = ${subject} AND request_id = ${requestId} AND time < ${expiredBefore}`;
           yield* sql`
             INSERT INTO schedule_requests ${sql.insert({ subject, request_id: requestId, fingerprint: request.fingerprint, response: request.response, time: request.time })}
             ON CONFLICT DO NOTHING`;
