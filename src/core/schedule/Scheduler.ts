@@ -174,27 +174,24 @@ type Decision =
   | { readonly _tag: "Skip" }
   | { readonly _tag: "Gone" };
 
-const startErrorDetail = (e: StartError): ErrorDetail => {
-  const type =
-    e._tag === "PermissionDenied"
-      ? "PERMISSION_DENIED"
-      : e._tag === "PolicyDenied"
-        ? "POLICY_DENIED"
-        : e._tag === "RateLimited"
-          ? "RATE_LIMITED"
-          : e._tag === "BudgetExhausted"
-            ? "TOKEN_BUDGET_EXHAUSTED"
-            : e._tag === "OperationNotFound"
-              ? "OPERATION_NOT_FOUND"
-              : e._tag === "InvalidInput"
-                ? "INVALID_ARGUMENT"
-                : e._tag === "RateLimiterUnavailable"
-                  ? "RATE_LIMITER_UNAVAILABLE"
-                  : e._tag === "StoreError"
-                    ? "STORE_UNAVAILABLE"
-                    : "REQUEST_ID_REUSED";
-  return { type, message: e.message, retryable: e._tag === "RateLimited" || e._tag === "RateLimiterUnavailable" || e._tag === "StoreError" };
+/** The error type a run that could not start records (as Execute's status reasons name them). */
+const startErrorTypes: Readonly<Record<StartError["_tag"], string>> = {
+  PermissionDenied: "PERMISSION_DENIED",
+  PolicyDenied: "POLICY_DENIED",
+  RateLimited: "RATE_LIMITED",
+  BudgetExhausted: "TOKEN_BUDGET_EXHAUSTED",
+  OperationNotFound: "OPERATION_NOT_FOUND",
+  InvalidInput: "INVALID_ARGUMENT",
+  RateLimiterUnavailable: "RATE_LIMITER_UNAVAILABLE",
+  StoreError: "STORE_UNAVAILABLE",
+  RequestIdReused: "REQUEST_ID_REUSED",
 };
+
+const startErrorDetail = (e: StartError): ErrorDetail => ({
+  type: startErrorTypes[e._tag],
+  message: e.message,
+  retryable: e._tag === "RateLimited" || e._tag === "RateLimiterUnavailable" || e._tag === "StoreError",
+});
 
 const stableJson = (v: unknown): string => {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
