@@ -65,6 +65,14 @@ const isEmptyFilter = (f: AuditFilter): boolean =>
   f.executionId === undefined &&
   f.scheduleId === undefined;
 
+/** Resumes the subscriber's stream if it is waiting. */
+const wake = (s: HubSubscriber): void => {
+  const w = s.wake;
+  if (w === undefined) return;
+  s.wake = undefined;
+  w();
+};
+
 export class AuditHub {
   /** Highest sequence published (or known to be committed, when nobody listened). */
   last: number;
@@ -150,11 +158,7 @@ export class AuditHub {
 
   private deliver(s: HubSubscriber): void {
     s.ready = true;
-    if (s.wake !== undefined) {
-      const w = s.wake;
-      s.wake = undefined;
-      w();
-    }
+    wake(s);
   }
 
   /**
@@ -220,11 +224,7 @@ export class AuditHub {
       if (++s.idleTicks >= ticksPerHeartbeat) {
         s.idleTicks = 0;
         s.heartbeatDue = true;
-        if (s.wake !== undefined) {
-          const w = s.wake;
-          s.wake = undefined;
-          w();
-        }
+        wake(s);
       }
     }
   }
@@ -239,11 +239,7 @@ export class AuditHub {
     s.buffered = 0;
     s.ready = false;
     this.subscribers.delete(s);
-    if (s.wake !== undefined) {
-      const w = s.wake;
-      s.wake = undefined;
-      w();
-    }
+    wake(s);
   }
 
   private remember(item: EventItem): void {
