@@ -4,7 +4,7 @@
  * start/end, pause_on_failure, trigger and backfill, and one slot claimed once by two engines.
  */
 import { describe, expect, it } from "@effect/vitest";
-import { Chunk, Context, Effect, Fiber, Layer, Stream, TestClock } from "effect";
+import { Chunk, Context, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect";
 import { Scheduler } from "../../src/core/schedule/Scheduler.js";
 import type { OverlapPolicy } from "../../src/core/schedule/model.js";
 import { Orchestrator } from "../../src/core/Orchestrator.js";
@@ -43,6 +43,30 @@ describe("Scheduler: firing", () => {
         const types = (yield* audit.read(0, 10_000)).map((e) => e.type);
         expect(types.filter((t) => t === "SCHEDULE_FIRED")).toHaveLength(5);
         expect(types).toContain("SCHEDULE_CREATED");
+      }),
+    ),
+  );
+
+  it.effect("a stored schedule whose spec no longer compiles does not hold up the others", () =>
+    withScheduler(() =>
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const store = yield* ScheduleStore;
+        yield* s.create(admin, { scheduleId: "good", schedule: input() });
+        yield* s.create(admin, { scheduleId: "bad", schedule: input() });
+        // E.g. a time zone the runtime's ICU data no longer knows.
+        const bad = (yield* store.get("bad")).pipe(Option.getOrThrow);
+        expect(yield* store.replace({ ...bad, spec: { ...bad.spec, timeZone: "Nowhere/Gone" }, rev: bad.rev + 1 }, bad.rev)).toBe(true);
+        yield* seconds(5);
+        expect(yield* nominals("good")).toEqual([1000, 2000, 3000, 4000, 5000]);
+        expect(yield* executionsOf("bad")).toEqual([]);
+        // It is paused, saying why, rather than failing at every pass of the engine.
+        const v = yield* s.get(admin, "bad");
+        expect(v.record.state.paused).toBe(true);
+        expect(v.record.state.note).toContain("spec.time_zone");
+        expect(v.nextRunTimes).toEqual([]);
+        const audit = yield* AuditLogger;
+        expect((yield* audit.read(0, 10_000)).filter((e) => e.type === "SCHEDULE_PAUSED" && e.scheduleId === "bad")).toHaveLength(1);
       }),
     ),
   );

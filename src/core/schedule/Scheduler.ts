@@ -94,7 +94,7 @@ import {
   type ScheduleSpec,
   type ScheduleState,
 } from "./model.js";
-import { compileSpec, jitterFor, type CompiledSpec } from "./spec.js";
+import { compileSpec, jitterFor, type CompiledSpec, type InvalidScheduleSpec } from "./spec.js";
 import { checkSpec, validateAction, validateNote, validatePolicy, validateRequestId, validateScheduleId, validateState } from "./validate.js";
 
 export interface SchedulerSettings {
@@ -253,16 +253,19 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const publish = (scheduleId: string, kind: ScheduleEventKind) =>
       Effect.flatMap(now, (time) => PubSub.publish(events, { scheduleId, time, kind }));
 
-    /** The compiled spec of a stored schedule (cached by its spec; a stored spec was valid when saved). */
-    const compiledOf = (r: ScheduleRecord): CompiledSpec => {
+    /** The compiled spec of a stored schedule (cached by its spec). */
+    const compiledEither = (r: ScheduleRecord): Either.Either<CompiledSpec, InvalidScheduleSpec> => {
       const key = JSON.stringify(r.spec);
       const hit = compiled.get(r.scheduleId);
-      if (hit !== undefined && hit.key === key) return hit.spec;
-      const c = Either.getOrThrow(compileSpec(r.spec));
+      if (hit !== undefined && hit.key === key) return Either.right(hit.spec);
+      const c = compileSpec(r.spec);
+      if (Either.isLeft(c)) return c;
       if (compiled.size >= 10_000) compiled.delete(compiled.keys().next().value!);
-      compiled.set(r.scheduleId, { key, spec: c });
+      compiled.set(r.scheduleId, { key, spec: c.right });
       return c;
     };
+    /** A stored spec was valid when saved (fireDue pauses one that no longer compiles). */
+    const compiledOf = (r: ScheduleRecord): CompiledSpec => Either.getOrThrow(compiledEither(r));
 
     const authorize = (principal: Principal, permission: string, scheduleId?: string, operation?: string) =>
       Effect.gen(function* () {
@@ -654,6 +657,22 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         return page.executions.find((e) => e.nominalTime === claim.nominalTime)?.executionId;
       });
 
+    /**
+     * A stored spec that no longer compiles (e.g. a time zone the runtime stopped knowing) cannot
+     * fire: the schedule is paused, saying why, rather than failing on every pass of the engine.
+     */
+    const pauseBroken = (r: ScheduleRecord, e: InvalidScheduleSpec) =>
+      Effect.gen(function* () {
+        const note = `paused: ${e.field} is no longer valid (${e.reason}); update the spec, then resume`;
+        yield* Effect.logError(`schedule ${r.scheduleId}: ${note}`);
+        const paused = yield* modifyFrom(r.scheduleId, r, (cur, t) =>
+          Either.isRight(compiledEither(cur)) // updated meanwhile
+            ? { result: undefined }
+            : { record: { ...cur, state: { ...cur.state, paused: true, note }, nextFireTime: undefined, version: cur.version + 1, updateTime: t }, result: undefined },
+        );
+        if (Option.isSome(paused)) yield* auditSchedule(paused.value[1], { type: "SCHEDULE_PAUSED", reason: note, details: { field: e.field } });
+      });
+
     /** A due schedule: advance its cursor past every due slot, claiming those to run; then dispatch them. */
     const fireDue = (scheduleId: string, t: number) =>
       Effect.gen(function* () {
@@ -662,7 +681,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           if (Option.isNone(found)) return;
           const r = found.value;
           if (r.nextFireTime === undefined || r.nextFireTime > t) return;
-          const c = compiledOf(r);
+          const compiledSpec = compiledEither(r);
+          if (Either.isLeft(compiledSpec)) return yield* pauseBroken(r, compiledSpec.left);
+          const c = compiledSpec.right;
           const runnable: number[] = [];
           const missed: number[] = [];
           let missedCount = 0;
