@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest";
 import { Chunk, Context, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect";
 import { Scheduler } from "../../src/core/schedule/Scheduler.js";
+import { StoreError } from "../../src/core/errors.js";
 import type { OverlapPolicy } from "../../src/core/schedule/model.js";
 import { Orchestrator } from "../../src/core/Orchestrator.js";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
@@ -69,6 +70,34 @@ describe("Scheduler: firing", () => {
         expect((yield* audit.read(0, 10_000)).filter((e) => e.type === "SCHEDULE_PAUSED" && e.scheduleId === "bad")).toHaveLength(1);
       }),
     ),
+  );
+
+  it.effect("a store that cannot write does not spin the engine: a failed fire is retried after a pause", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      let dueCalls = 0;
+      let writable = true;
+      const store = Layer.effect(
+        ScheduleStore,
+        Effect.map(ScheduleStore, (s) => ({
+          ...s,
+          due: (now: number, limit: number) => Effect.zipRight(Effect.sync(() => void dueCalls++), s.due(now, limit)),
+          advance: (...args: Parameters<typeof s.advance>) =>
+            writable ? s.advance(...args) : Effect.fail(new StoreError({ operation: "advance", cause: "disk full" })),
+        })),
+      ).pipe(Layer.provide(ScheduleStoreMemory));
+      yield* Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* s.create(admin, { scheduleId: "tick", schedule: input() });
+        writable = false;
+        dueCalls = 0;
+        yield* seconds(3);
+        expect(dueCalls).toBeLessThanOrEqual(8);
+        writable = true;
+        yield* seconds(2);
+        expect((yield* nominals("tick")).length).toBeGreaterThan(0);
+      }).pipe(Effect.provide(schedulerLayer().pipe(Layer.provideMerge(baseLayer(probe, store)))));
+    }),
   );
 
   it.effect("refuses a caller without schedules:write, and an owner without the operation's permission", () =>

@@ -746,10 +746,16 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       for (;;) {
         const t = yield* now;
         const ids = yield* store.due(t, settings.batch);
-        yield* Effect.forEach(ids, (id) => fireDue(id, t).pipe(Effect.catchAll((e) => Effect.logError(`schedule ${id}: firing failed`, e))), {
-          concurrency: 16,
-          discard: true,
-        });
+        let failed = false;
+        const fire = (id: string) =>
+          fireDue(id, t).pipe(Effect.catchAll((e) => Effect.zipRight(Effect.sync(() => void (failed = true)), Effect.logError(`schedule ${id}: firing failed`, e))));
+        yield* Effect.forEach(ids, fire, { concurrency: 16, discard: true });
+        if (failed) {
+          // What could not be fired is still due: try again after a pause, not at once (a store
+          // that reads but cannot write, e.g. a full disk, would otherwise spin the engine).
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(Math.min(1_000, settings.pollMs))), Queue.take(wake));
+          continue;
+        }
         if (ids.length >= settings.batch) continue;
         const earliest = yield* store.earliest();
         const t2 = yield* now;
