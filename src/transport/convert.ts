@@ -147,7 +147,8 @@ export function orderFromPb(o: PbOrder, v: Violations): ExecutionOrder {
   }
 }
 
-const ts = (ms: number | undefined): Timestamp | undefined => (ms === undefined ? undefined : timestampFromMs(Math.floor(ms)));
+/** A Timestamp of epoch milliseconds (whole ms), or undefined. */
+export const ts = (ms: number | undefined): Timestamp | undefined => (ms === undefined ? undefined : timestampFromMs(Math.floor(ms)));
 const value = (j: JsonValue | undefined) => (j === undefined ? undefined : fromJson(ValueSchema, j as PbJsonValue));
 
 export const errorDetailToPb = (e: ErrorDetail) =>

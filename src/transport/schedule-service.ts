@@ -40,7 +40,7 @@ import {
   type WatchScheduleResponse,
 } from "../../gen/orchestrator/v1/schedule_service_pb.js";
 import { principalOf } from "./auth-interceptor.js";
-import { durationToMs, errorDetailToPb, executionStateToPb, retryPolicyFromPb, Violations } from "./convert.js";
+import { durationToMs, errorDetailToPb, executionStateToPb, retryPolicyFromPb, ts, Violations } from "./convert.js";
 import { runRpc, runStream } from "./run-rpc.js";
 
 export type ScheduleRuntime = ManagedRuntime.ManagedRuntime<Scheduler, unknown>;
@@ -152,8 +152,6 @@ const maskPaths: Readonly<Record<string, UpdatePath>> = {
   "policy.pause_on_failure": "policy.pauseOnFailure",
   "state.remaining_runs": "state.remainingRuns",
 };
-
-const ts = (ms: number | undefined) => (ms === undefined ? undefined : timestampFromMs(Math.floor(ms)));
 
 const retryToPb = (r: RetryPolicyInput) =>
   create(RetryPolicySchema, {
