@@ -50,6 +50,26 @@ export interface ListAuditQuery {
 
 export type SubscribeError = PermissionDenied | AuditSequenceExpired | AuditSequenceAhead | SubscriberTooSlow | StoreError;
 
+/** A flag one fiber waits on: `raise` sets it and wakes the waiter; `wait` returns while it is set. */
+const makeFlag = () => {
+  let raised = false;
+  let waiter: (() => void) | undefined;
+  return {
+    raise: (): void => {
+      raised = true;
+      const w = waiter;
+      waiter = undefined;
+      w?.();
+    },
+    lower: (): void => void (raised = false),
+    wait: Effect.async<void>((resume) => {
+      if (raised) return resume(Effect.void);
+      waiter = () => resume(Effect.void);
+      return Effect.sync(() => void (waiter = undefined));
+    }),
+  };
+};
+
 /** Rows per read when the hub catches up from the table. */
 const tailPage = 1_000;
 
@@ -65,21 +85,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
 
     // The tailer: wakes on a signal (another process wrote, or this process's batch did not
     // follow `last`) or on the poll interval, and reads the table after `last`.
-    let signalled = false;
-    let wakeTailer: (() => void) | undefined;
-    const signal = () => {
-      signalled = true;
-      if (wakeTailer !== undefined) {
-        const w = wakeTailer;
-        wakeTailer = undefined;
-        w();
-      }
-    };
-    const waitSignal = Effect.async<void>((resume) => {
-      if (signalled) return resume(Effect.void);
-      wakeTailer = () => resume(Effect.void);
-      return Effect.sync(() => void (wakeTailer = undefined));
-    });
+    const tail = makeFlag();
 
     const catchUp: Effect.Effect<void, StoreError> = Effect.gen(function* () {
       for (;;) {
@@ -102,35 +108,22 @@ export class AuditLog extends Effect.Service<AuditLog>()("orchestrator/AuditLog"
         if (first === hub.last + 1) return hub.publish(committed);
         if (first <= hub.last) return; // already read from the table
       }
-      signal();
+      tail.raise();
     });
 
     yield* Effect.gen(function* () {
-      yield* Effect.timeoutOption(waitSignal, Duration.millis(config.pollIntervalMs));
-      signalled = false;
+      yield* Effect.timeoutOption(tail.wait, Duration.millis(config.pollIntervalMs));
+      tail.lower();
       yield* catchUp.pipe(Effect.catchAll((e) => Effect.logWarning("audit log: catching up failed; retrying", e.cause)));
     }).pipe(Effect.forever, Effect.forkScoped);
 
     // Delivery: wake subscribers at most once per interval (AuditHub.onPublish).
     if (config.deliveryIntervalMs > 0) {
-      let published = false;
-      let wakeDelivery: (() => void) | undefined;
-      hub.onPublish = () => {
-        published = true;
-        if (wakeDelivery !== undefined) {
-          const w = wakeDelivery;
-          wakeDelivery = undefined;
-          w();
-        }
-      };
-      const untilPublished = Effect.async<void>((resume) => {
-        if (published) return resume(Effect.void);
-        wakeDelivery = () => resume(Effect.void);
-        return Effect.sync(() => void (wakeDelivery = undefined));
-      });
+      const published = makeFlag();
+      hub.onPublish = published.raise;
       yield* Effect.gen(function* () {
-        yield* untilPublished;
-        published = false;
+        yield* published.wait;
+        published.lower();
         hub.wakeAll();
         yield* Effect.sleep(Duration.millis(config.deliveryIntervalMs));
       }).pipe(Effect.forever, Effect.forkScoped);
