@@ -133,6 +133,7 @@ const labelKey = /^[a-z][a-z0-9_.\-/]{0,62}$/;
 const maxLabels = 64;
 const maxLabelValue = 256;
 const maxRequestId = 128;
+const maxCancelReason = 1024;
 
 const interruptedDetail = (message: string): ErrorDetail => ({ type: "INTERRUPTED", message, retryable: false });
 
@@ -718,6 +719,9 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
 
       cancel: (principal: Principal, executionId: string, reason: string) =>
         Effect.gen(function* () {
+          if (reason.length > maxCancelReason) {
+            return yield* new InvalidInput({ violations: [{ field: "reason", description: `must be at most ${maxCancelReason} characters` }] });
+          }
           const record = yield* getRecord(principal, executionId);
           if (record.principal.subject !== principal.subject) yield* authorize(principal, "executions:cancel", record.operation);
           const l = live.get(executionId);
@@ -726,7 +730,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
             if (record.state === "CANCELLED") return record;
             return yield* new ExecutionAlreadyEnded({ executionId, state: record.state });
           }
-          const ending = yield* cancelLive(l, reason === "" ? `cancelled by ${principal.subject}` : reason);
+          const ending = yield* cancelLive(l, reason === "" ? "cancelled by request" : reason);
           return ending.record;
         }),
 

@@ -109,6 +109,9 @@ export function executionService(runtime: OrchestratorRuntime) {
         ctx,
         Effect.gen(function* () {
           if (req.executionId === "") return yield* invalidField("execution_id", "is required");
+          // A repeat is harmless (cancelling a CANCELLED execution returns it unchanged), so the
+          // request_id needs no record of its own; only its form is checked.
+          if (!/^[\x20-\x7e]{0,128}$/.test(req.requestId)) return yield* invalidField("request_id", "must be at most 128 printable ASCII characters");
           const o = yield* Orchestrator;
           const record = yield* o.cancel(principal, req.executionId, req.reason);
           return create(CancelExecutionResponseSchema, { execution: executionToPb(record) });

@@ -163,9 +163,20 @@ describe("cancellation and deadlines", () => {
     const failed = (await it.next()).value!.event!.kind;
     expect(failed.case).toBe("attemptFailed");
     expect((await client.getExecution({ executionId: id })).execution?.state).toBe(ExecutionState.BACKING_OFF);
-    const { execution } = await client.cancelExecution({ executionId: id });
+    // Bad input first: nothing is cancelled by it.
+    const longReason = await failure(client.cancelExecution({ executionId: id, reason: "x".repeat(1025) }));
+    expect(longReason.code).toBe(Code.InvalidArgument);
+    expect(longReason.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field)).toEqual(["reason"]);
+    const badKey = await failure(client.cancelExecution({ executionId: id, requestId: "not\tprintable" }));
+    expect(badKey.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field)).toEqual(["request_id"]);
+    expect((await client.getExecution({ executionId: id })).execution?.state).toBe(ExecutionState.BACKING_OFF);
+    const { execution } = await client.cancelExecution({ executionId: id, requestId: "cancel-1" });
     expect(execution?.state).toBe(ExecutionState.CANCELLED);
     expect(execution?.attempts).toHaveLength(1);
+    // No reason given: the contract's default.
+    expect(execution?.error).toMatchObject({ type: "CANCELLED", message: "cancelled by request" });
+    // A network retry of the same call returns the same outcome.
+    expect((await client.cancelExecution({ executionId: id, requestId: "cancel-1" })).execution).toEqual(execution);
   });
 
   it("a client cancel of the Execute call cancels the execution", async () => {
