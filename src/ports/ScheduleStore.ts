@@ -65,7 +65,9 @@ export interface ScheduleStoreShape {
   readonly findRequest: (subject: string, requestId: string) => Effect.Effect<Option.Option<StoredRequest>, StoreError>;
   /**
    * Saves the response of an idempotent call. An existing key saved before `expiredBefore` (past
-   * the caller's lifetime for keys) is replaced; a live one is kept (the first call wins).
+   * the caller's lifetime for keys) is replaced; a live one is kept (the first call wins). Every
+   * other key saved before `expiredBefore` is deleted on the way, so the keys kept are those of
+   * one lifetime.
    */
   readonly saveRequest: (subject: string, requestId: string, request: StoredRequest, expiredBefore: number) => Effect.Effect<void, StoreError>;
 }

@@ -164,13 +164,17 @@ export const storeContract = (name: string, layer: () => Layer.Layer<ScheduleSto
       ),
     );
 
-    it.effect("request ids: an expired key is replaced by the next save", () =>
+    it.effect("request ids: an expired key is replaced by the next save, and other expired keys go", () =>
       run(
         Effect.gen(function* () {
           const s = yield* ScheduleStore;
           yield* s.saveRequest("alice", "r1", { fingerprint: "f", response: "1", time: 10 }, 0);
+          yield* s.saveRequest("bob", "old", { fingerprint: "f", response: "1", time: 20 }, 0);
+          yield* s.saveRequest("bob", "live", { fingerprint: "f", response: "1", time: 60 }, 0);
           yield* s.saveRequest("alice", "r1", { fingerprint: "g", response: "2", time: 100 }, 50);
           expect(Option.getOrThrow(yield* s.findRequest("alice", "r1"))).toEqual({ fingerprint: "g", response: "2", time: 100 });
+          expect(yield* s.findRequest("bob", "old")).toEqual(Option.none());
+          expect(Option.isSome(yield* s.findRequest("bob", "live"))).toBe(true);
         }),
       ),
     );

@@ -171,6 +171,7 @@ const make = Effect.sync(() => {
     saveRequest: (subject, requestId, request, expiredBefore) =>
       Effect.sync(() => {
         const k = JSON.stringify([subject, requestId]);
+        for (const [key, r] of requests) if (r.time < expiredBefore) requests.delete(key);
         const old = requests.get(k);
         if (old === undefined || old.time < expiredBefore) requests.set(k, request);
       }),

@@ -227,7 +227,7 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
 
       saveRequest: (subject, requestId, request, expiredBefore) =>
         Effect.gen(function* () {
-          yield* sql`DELETE FROM schedule_requests WHERE subject = ${subject} AND request_id = ${requestId} AND time < ${expiredBefore}`;
+          yield* sql`DELETE FROM schedule_requests WHERE time < ${expiredBefore}`;
           yield* sql`
             INSERT INTO schedule_requests ${sql.insert({ subject, request_id: requestId, fingerprint: request.fingerprint, response: request.response, time: request.time })}
             ON CONFLICT DO NOTHING`;
