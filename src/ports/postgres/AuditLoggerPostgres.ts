@@ -21,11 +21,17 @@
 import * as SqlClient from "@effect/sql/SqlClient";
 import * as PgClient from "@effect/sql-pg/PgClient";
 import { randomUUID } from "node:crypto";
-import { Effect, Layer, Schedule, Stream } from "effect";
+import { Data, Effect, Layer, Schedule, Stream } from "effect";
 import { AuditLogger } from "../AuditLogger.js";
 import { makeSqlAuditLogger, type SqlAuditOptions } from "../sqlite/AuditLoggerSqlite.js";
 
 const channel = "orchestrator_audit";
+
+class ListenEnded extends Data.TaggedError("ListenEnded") {
+  override get message() {
+    return "the LISTEN connection ended";
+  }
+}
 
 const make = (options: SqlAuditOptions) =>
   Effect.gen(function* () {
@@ -39,9 +45,10 @@ const make = (options: SqlAuditOptions) =>
           // (Re)connecting may have missed notifications: wake once for each (re)start too.
           Stream.concat(Stream.succeed(`-:0`), pg.listen(channel)).pipe(
             Stream.runForEach((payload) => Effect.sync(() => (payload.startsWith(`${instance}:`) ? undefined : wake()))),
+            // A LISTEN stream that ends (its connection closed) is reconnected like a failed one.
+            Effect.zipRight(Effect.fail(new ListenEnded())),
             Effect.tapErrorCause((cause) => Effect.logWarning("audit log: LISTEN failed; reconnecting", cause)),
             Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
-            Effect.zipRight(Effect.never),
             Effect.orDie,
           ),
       },
