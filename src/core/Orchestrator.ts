@@ -232,6 +232,15 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         return store.update(l.record).pipe(Effect.catchAll(logStoreFailure("update")));
       });
 
+    /**
+     * Changes the live record only: for a change that `finish` stores next anyway (an attempt
+     * that ended the run), one write instead of two.
+     */
+    const remember = (l: Live, patch: Partial<ExecutionRecord>) =>
+      Effect.sync(() => {
+        l.record = { ...l.record, ...patch };
+      });
+
     const auditExecution = (l: Live, entry: Omit<AuditEntry, "principal" | "operation" | "executionId">) =>
       audit.log({
         ...entry,
@@ -314,12 +323,16 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         const r0 = l.record;
         const stepper = makeRetryStepper(r0.retryPolicy);
         const firstStart = yield* Clock.currentTimeMillis;
-        yield* save(l, { state: "RUNNING", startTime: firstStart });
         for (let attempt = 1; ; attempt++) {
-          const started = yield* Clock.currentTimeMillis;
+          const started = attempt === 1 ? firstStart : yield* Clock.currentTimeMillis;
           const { nextAttemptTime: _n, ...withoutNext } = l.record;
           l.record = withoutNext;
-          yield* save(l, { state: "RUNNING", attempts: [...l.record.attempts, { number: attempt, startTime: started }] });
+          // RUNNING, its start time and the first attempt: one write.
+          yield* save(l, {
+            state: "RUNNING",
+            ...(attempt === 1 ? { startTime: firstStart } : {}),
+            attempts: [...l.record.attempts, { number: attempt, startTime: started }],
+          });
           yield* emit(l, { _tag: "AttemptStarted", attempt });
           yield* auditExecution(l, { type: "EXECUTION_ATTEMPT_STARTED", details: { attempt } });
 
@@ -354,7 +367,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           yield* CoreMetrics.attemptEnded(r0.operation, Exit.isSuccess(exit));
           const ended = yield* Clock.currentTimeMillis;
           if (Exit.isSuccess(exit)) {
-            yield* save(l, { attempts: setAttempt(l, attempt, { endTime: ended }) });
+            yield* remember(l, { attempts: setAttempt(l, attempt, { endTime: ended }) });
             return { _tag: "Succeeded" as const, result: exit.value };
           }
           const { classified, error } = classify(op, exit.cause);
@@ -370,7 +383,8 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           if (delayMs !== undefined && budget > 0 && ended + delayMs - firstStart > budget) delayMs = undefined;
           const willRetry = delayMs !== undefined;
           const nextAttemptTime = delayMs === undefined ? undefined : ended + delayMs;
-          yield* save(l, {
+          // BACKING_OFF is stored; a last attempt is stored with the run's end by `finish`.
+          yield* (nextAttemptTime === undefined ? remember : save)(l, {
             attempts: setAttempt(l, attempt, { endTime: ended, error: detail, ...(delayMs === undefined ? {} : { retryDelayMs: delayMs }) }),
             ...(nextAttemptTime === undefined ? {} : { state: "BACKING_OFF" as const, nextAttemptTime }),
           });

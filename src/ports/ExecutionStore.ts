@@ -22,7 +22,11 @@ export type InsertResult =
 export interface ExecutionStoreShape {
   /** Inserts a new execution; atomic on (principal.subject, requestId) when requestId is set. */
   readonly insert: (record: ExecutionRecord) => Effect.Effect<InsertResult, StoreError>;
-  /** Replaces the stored execution (attempts included) with this version. */
+  /**
+   * Stores this version of an execution: its state, outcome, times, cancel reason and attempts
+   * (attempts are only appended or ended). What is fixed at insert (id, operation, input,
+   * principal, labels, request id, schedule, policies) is not rewritten.
+   */
   readonly update: (record: ExecutionRecord) => Effect.Effect<void, StoreError>;
   readonly get: (executionId: string) => Effect.Effect<Option.Option<ExecutionRecord>, StoreError>;
   readonly findByRequestId: (

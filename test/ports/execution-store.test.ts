@@ -171,7 +171,7 @@ for (const impl of executionStores) {
       ),
     );
 
-    it.effect("update replaces the row and its attempts; optional fields can go away", () =>
+    it.effect("update stores the changing fields and the attempts appended or ended; optional fields can go away", () =>
       run(
         Effect.gen(function* () {
           const store = yield* ExecutionStore;
@@ -181,14 +181,18 @@ for (const impl of executionStores) {
           const changed: ExecutionRecord = {
             ...rest,
             state: "FAILED",
-            labels: { team: "platform" },
+            endTime: 99,
             attempts: [{ number: 1, startTime: 5 }, { number: 2, startTime: 6, endTime: 7 }, { number: 3, startTime: 8 }],
           };
           yield* store.update(changed);
           expect(yield* store.get("u1")).toStrictEqual(Option.some(changed));
-          const fewer: ExecutionRecord = { ...changed, attempts: [] };
-          yield* store.update(fewer);
-          expect(yield* store.get("u1")).toStrictEqual(Option.some(fewer));
+          // Attempts are appended and ended, never taken back.
+          const ended: ExecutionRecord = {
+            ...changed,
+            attempts: [{ number: 1, startTime: 5 }, { number: 2, startTime: 6, endTime: 7 }, { number: 3, startTime: 8, endTime: 9, error: { type: "X", message: "m", retryable: false } }, { number: 4, startTime: 10 }],
+          };
+          yield* store.update(ended);
+          expect(yield* store.get("u1")).toStrictEqual(Option.some(ended));
           const error = yield* Effect.flip(store.update(execution("never-inserted")));
           expect(error._tag).toBe("StoreError");
           expect(error.operation).toBe("update");

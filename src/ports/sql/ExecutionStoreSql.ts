@@ -237,17 +237,47 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
       .pipe(Effect.mapError(storeError("insert")));
   });
 
+  // An execution's identity, input, owner and policies never change after insert: an update
+  // writes only the columns that do, so the indexes on the others (tenant, operation, schedule,
+  // create time) are not rewritten on every state change.
+  const changingColumns = (r: ExecutionRecord) => ({
+    state: r.state,
+    result: json(r.result),
+    error: json(r.error),
+    token_usage: json(r.tokenUsage),
+    start_time: r.startTime ?? null,
+    end_time: r.endTime ?? null,
+    next_attempt_time: r.nextAttemptTime ?? null,
+    cancel_reason: r.cancelReason ?? null,
+    ...dialect.extraColumns,
+  });
+
+  // Attempts are only ever appended or ended: upserted by (execution_id, number), never
+  // deleted and reinserted.
+  const upsertAttempts = (record: ExecutionRecord) =>
+    Effect.forEach(
+      Arr.chunksOf(
+        record.attempts.map((a) => attemptRow(record.executionId, a)),
+        attemptsPerInsert,
+      ),
+      (chunk) => sql`
+        INSERT INTO execution_attempts ${sql.insert(chunk)}
+        ON CONFLICT (execution_id, number) DO UPDATE SET
+          start_time = excluded.start_time, end_time = excluded.end_time,
+          error = excluded.error, retry_delay_ms = excluded.retry_delay_ms`,
+      { discard: true },
+    );
+
   const update = Effect.fn(`${dialect.name}.update`)(function* (record: ExecutionRecord) {
     yield* sql
       .withTransaction(
         Effect.gen(function* () {
           const changed = yield* sql`
-            UPDATE executions SET ${sql.update(rowOf(record), ["execution_id"])}
+            UPDATE executions SET ${sql.update(changingColumns(record))}
             WHERE execution_id = ${record.executionId}
             RETURNING execution_id`;
           if (changed.length === 0) return yield* new ExecutionNotFound({ executionId: record.executionId });
-          yield* sql`DELETE FROM execution_attempts WHERE execution_id = ${record.executionId}`;
-          yield* insertAttempts(record);
+          if (record.attempts.length > 0) yield* upsertAttempts(record);
         }),
       )
       .pipe(Effect.mapError(storeError("update")));
