@@ -84,7 +84,9 @@ for (const impl of auditImpls) {
         expect(denied).toMatchObject({ _tag: "PermissionDenied", permission: "audit:read-all-tenants" });
         const deniedStream = yield* Effect.flip(Stream.runCollect(log.subscribe(viewer, { tenant: "globex" }, { _tag: "Now" })));
         expect(deniedStream).toMatchObject({ _tag: "PermissionDenied", permission: "audit:read-all-tenants" });
-        // The refusals are audited under the caller's principal, so its tenant sees them.
+        // The refusals are audited under the caller's principal, so its tenant sees them (once
+        // committed: a refusal does not wait for its audit event's commit).
+        yield* (yield* AuditLogger).flush;
         expect(yield* listAll(viewer, { types: ["AUTH_DENIED"] })).toStrictEqual([9, 10]);
         // No audit:read at all: refused, and the refusal is itself audited.
         expect(yield* Effect.flip(log.list(nobody, { filter: {} }))).toMatchObject({ _tag: "PermissionDenied", permission: "audit:read" });

@@ -8,7 +8,7 @@ import { AuditLog, type SubscribeItem } from "../../src/core/audit/AuditLog.js";
 import type { AuditEvent } from "../../src/ports/AuditLogger.js";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
 import { AuditLoggerMemory } from "../../src/ports/memory/AuditLoggerMemory.js";
-import { AuditLoggerSqlite } from "../../src/ports/sqlite/AuditLoggerSqlite.js";
+import { auditLoggerSqlite } from "../../src/ports/sqlite/AuditLoggerSqlite.js";
 import { freshDatabase } from "../ports/fixtures.js";
 
 export interface AuditImpl {
@@ -18,7 +18,10 @@ export interface AuditImpl {
 
 export const auditImpls: ReadonlyArray<AuditImpl> = [
   { name: "memory", logger: AuditLoggerMemory },
-  { name: "sqlite", logger: AuditLoggerSqlite.pipe(Layer.provide(freshDatabase)) },
+  // Commits end on the writer thread, so a tight loop of logs makes batches of up to maxBatch;
+  // one batch larger than a subscriber's buffer drops even a fast subscriber (AuditHub.publish),
+  // and the subscribe tests use 64-event buffers: batches of 32 at most keep that out of them.
+  { name: "sqlite", logger: auditLoggerSqlite({ maxBatch: 32 }).pipe(Layer.provide(freshDatabase)) },
 ];
 
 /**

@@ -3,12 +3,14 @@
  * failures that must stay typed (or, for the audit log, swallowed).
  */
 import * as SqlClient from "@effect/sql/SqlClient";
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient";
 import { describe, expect, it } from "@effect/vitest";
 import { Effect, Layer, Metric, Option } from "effect";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
 import { ExecutionStore } from "../../src/ports/ExecutionStore.js";
+import { auditDatabaseFileName } from "../../src/ports/sqlite/AuditDatabase.js";
 import { AuditLoggerSqlite, auditWriteFailures } from "../../src/ports/sqlite/AuditLoggerSqlite.js";
 import { ExecutionStoreSqlite } from "../../src/ports/sqlite/ExecutionStoreSqlite.js";
 import { SqliteDatabase } from "../../src/ports/sqlite/SqliteDatabase.js";
@@ -127,7 +129,10 @@ describe("SQLite database", () => {
         const sql = yield* SqlClient.SqlClient;
         const store = yield* ExecutionStore;
         const audit = yield* AuditLogger;
-        yield* sql`DROP TABLE audit_events`;
+        // The audit log has a file of its own (src/ports/sqlite/AuditDatabase.ts).
+        yield* Effect.flatMap(SqlClient.SqlClient, (auditSql) => auditSql`DROP TABLE audit_events`).pipe(
+          Effect.provide(SqliteClient.layer({ filename: join(dir, auditDatabaseFileName) })),
+        );
         const before = yield* Metric.value(auditWriteFailures);
         yield* audit.log({ type: "AUTH_DENIED", reason: "no table" });
         yield* audit.flush;

@@ -11,10 +11,16 @@
  * The buffer is bounded: if the database cannot keep up, `offer` waits (backpressure) rather
  * than letting memory grow without limit. Closing the scope commits what is buffered first.
  *
+ * Pipelining: a commit has two halves, handing the batch over (`commit` itself, run by the
+ * writer) and waiting for its end (the Effect it returns). With `inFlight` above 1 the writer
+ * hands the next batch over while earlier ones are still being committed elsewhere (SQLite: on
+ * the audit writer thread), so that thread never idles between batches; the second halves still
+ * run one at a time, in batch order, so listeners see commits in order and `flush` is exact.
+ *
  * Not an Effect Queue: appending is the hot path of every audited decision (hundreds of
  * thousands per second), and a plain array push plus a wake-up costs a fraction of a queue offer.
  */
-import { Effect } from "effect";
+import { Effect, Queue } from "effect";
 import type * as Scope from "effect/Scope";
 
 export interface GroupCommit<A> {
@@ -27,8 +33,13 @@ export interface GroupCommitOptions<A> {
   readonly capacity: number;
   /** Items per commit at most. */
   readonly maxBatch: number;
-  /** Commits one batch. Must not fail: it reports its own errors (barriers complete anyway). */
-  readonly commit: (batch: ReadonlyArray<A>) => Effect.Effect<void>;
+  /**
+   * Starts committing one batch and returns what waits for that commit to end. Neither half
+   * may fail: they report their own errors (barriers complete anyway).
+   */
+  readonly commit: (batch: ReadonlyArray<A>) => Effect.Effect<Effect.Effect<void>>;
+  /** Batches handed over and not yet committed, at most. Default 1. */
+  readonly inFlight?: number;
 }
 
 export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effect<GroupCommit<A>, never, Scope.Scope> =>
@@ -79,19 +90,33 @@ export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effec
       }
     };
 
-    // Waiting for work is interruptible; a batch once taken is committed whole (an interruption
-    // then would drop events that were already handed over).
-    const writer = waitForWork.pipe(
+    const slots = yield* Effect.makeSemaphore(Math.max(1, options.inFlight ?? 1));
+    const ends = yield* Queue.unbounded<{ readonly size: number; readonly end: Effect.Effect<void> }>();
+
+    // Waiting for room and for work is interruptible; a batch once taken is handed over and
+    // waited for whole (an interruption then would drop events that were already handed over).
+    const writer = slots.take(1).pipe(
+      Effect.zipRight(waitForWork),
       Effect.zipRight(
         Effect.uninterruptible(
           Effect.suspend(() => {
             const batch = takeBatch();
-            return Effect.ensuring(options.commit(batch), Effect.sync(() => settle(batch.length)));
+            return options.commit(batch).pipe(
+              Effect.catchAllCause(() => Effect.succeed(Effect.void)),
+              Effect.flatMap((end) => ends.offer({ size: batch.length, end })),
+            );
           }),
         ),
       ),
       Effect.forever,
     );
+    const ender = ends.take.pipe(
+      Effect.flatMap(({ size, end }) =>
+        Effect.uninterruptible(Effect.ensuring(Effect.catchAllCause(end, () => Effect.void), Effect.zipRight(Effect.sync(() => settle(size)), slots.release(1)))),
+      ),
+      Effect.forever,
+    );
+    yield* Effect.forkScoped(ender);
     yield* Effect.forkScoped(writer);
 
     const flush: Effect.Effect<void> = Effect.suspend(() => {

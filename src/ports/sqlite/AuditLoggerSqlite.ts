@@ -3,7 +3,10 @@
  * several instances (AuditLoggerPostgres.ts reuses `makeSqlAuditLogger` with its own dialect).
  *
  * Writes are group-committed (src/core/audit/group-commit.ts): `log` queues, one writer fiber
- * commits each batch in one transaction with multi-row INSERTs, `flush` waits for the commit.
+ * commits each batch in one transaction, `flush` waits for the commit. On PostgreSQL the batch
+ * goes as multi-row INSERTs over the SqlClient; on SQLite a thread of its own writes it into a
+ * database file of its own (audit-writer.ts, AuditDatabase.ts: why, and what it costs), while
+ * reads and pruning use the main thread's connection to that file.
  *
  * Sequences come from a one-row counter (`audit_state.last_sequence`) bumped by the batch size
  * at the start of each batch's transaction, not from AUTOINCREMENT / a database sequence: the
@@ -16,7 +19,9 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient";
 import type { SqlError } from "@effect/sql/SqlError";
-import { Clock, Effect, Layer, Metric } from "effect";
+import type { MigrationError } from "@effect/sql/Migrator";
+import { Clock, Effect, Layer, Metric, Schedule } from "effect";
+import type { Worker } from "node:worker_threads";
 import type { Mutable } from "effect/Types";
 import type { JsonObject, Principal } from "../../core/model.js";
 import { StoreError } from "../../core/errors.js";
@@ -33,6 +38,8 @@ import {
   AuditLogger,
   type AuditLoggerShape,
 } from "../AuditLogger.js";
+import { auditPragmas, openAuditDatabase } from "./AuditDatabase.js";
+import { makeAuditWriter } from "./audit-writer.js";
 
 type AuditRow = {
   readonly sequence: number;
@@ -62,6 +69,8 @@ export const auditEventsWritten = Metric.counter("orchestrator_audit_events_writ
 const columns = "sequence, time, type, principal, operation, execution_id, schedule_id, trace_id, decision, reason, details";
 const insertColumns = "sequence, time, type, principal, principal_subject, tenant, operation, execution_id, schedule_id, trace_id, decision, reason, details";
 const insertWidth = 13;
+/** The columns after sequence and time, all text (`fillCells`). */
+const textColumns = insertWidth - 2;
 
 export const decodeAuditRow = (row: AuditRow): AuditEvent => {
   const e: Mutable<AuditEvent> = { sequence: row.sequence, time: row.time, type: row.type as AuditEventType };
@@ -77,12 +86,28 @@ export const decodeAuditRow = (row: AuditRow): AuditEvent => {
 };
 
 /** One queued event: scrubbed, timed, its JSON columns already encoded (off the writer). */
-interface Pending {
+export interface Pending {
   readonly entry: AuditEntry;
   readonly time: number;
   readonly principal: string | null;
   readonly details: string | null;
 }
+
+/** The text columns of `insertColumns` after sequence and time, into `out` from `at` on. */
+const fillCells = (x: Pending, out: Array<unknown>, at: number): void => {
+  const e = x.entry;
+  out[at] = e.type;
+  out[at + 1] = x.principal;
+  out[at + 2] = e.principal?.subject ?? null;
+  out[at + 3] = e.principal?.tenant ?? null;
+  out[at + 4] = e.operation ?? null;
+  out[at + 5] = e.executionId ?? null;
+  out[at + 6] = e.scheduleId ?? null;
+  out[at + 7] = e.traceId ?? null;
+  out[at + 8] = e.decision ?? null;
+  out[at + 9] = e.reason ?? null;
+  out[at + 10] = x.details;
+};
 
 /** What differs between databases. */
 export interface SqlAuditDialect {
@@ -95,6 +120,15 @@ export interface SqlAuditDialect {
    * call of `wake` tells the listeners to read the table.
    */
   readonly external?: (wake: () => void) => Effect.Effect<never, never, SqlClient.SqlClient>;
+  /**
+   * Hands a batch over to be committed elsewhere than over the SqlClient (SQLite: the writer
+   * thread), in hand-over order, its sequences taken from audit_state in its transaction; returns
+   * what waits for the commit, with the first sequence. Replaces the multi-row INSERTs and
+   * `afterInsert`; batches are then pipelined (two in flight).
+   */
+  readonly send?: (batch: ReadonlyArray<Pending>) => Effect.Effect<Effect.Effect<number, unknown>>;
+  /** Wraps each of prune's transactions (SQLite: retried while the writer thread holds the lock). */
+  readonly retryWrite?: <A>(transaction: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>;
 }
 
 export interface SqlAuditOptions {
@@ -145,20 +179,10 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
             let p = 0;
             for (let r = 0; r < size; r++, i++) {
               const x = batch[i]!;
-              const e = x.entry;
               params[p++] = first + i;
               params[p++] = x.time;
-              params[p++] = e.type;
-              params[p++] = x.principal;
-              params[p++] = e.principal?.subject ?? null;
-              params[p++] = e.principal?.tenant ?? null;
-              params[p++] = e.operation ?? null;
-              params[p++] = e.executionId ?? null;
-              params[p++] = e.scheduleId ?? null;
-              params[p++] = e.traceId ?? null;
-              params[p++] = e.decision ?? null;
-              params[p++] = e.reason ?? null;
-              params[p++] = x.details;
+              fillCells(x, params, p);
+              p += textColumns;
             }
             yield* sql.unsafe(insertSql(size), params);
           }
@@ -167,9 +191,9 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
         return first;
       });
 
-    const commit = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
-      (options.beforeCommit ?? Effect.void).pipe(
-        Effect.zipRight(sql.withTransaction(insertBatch(batch))),
+    /** After the commit (or its failure): listeners, metrics, the log line of a failure. */
+    const report = (batch: ReadonlyArray<Pending>, committed: Effect.Effect<number, unknown>): Effect.Effect<void> =>
+      committed.pipe(
         Effect.tap((first) =>
           Effect.sync(() => {
             if (listeners.size === 0) return;
@@ -186,13 +210,23 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
           ),
         ),
         Effect.withSpan("AuditLogger.commit", { attributes: { events: batch.length } }),
-        Effect.provideService(SqlClient.SqlClient, sql),
+      );
+
+    const send = dialect.send;
+    const commit = (batch: ReadonlyArray<Pending>): Effect.Effect<Effect.Effect<void>> =>
+      (options.beforeCommit ?? Effect.void).pipe(
+        Effect.zipRight(
+          send === undefined
+            ? Effect.succeed(report(batch, sql.withTransaction(insertBatch(batch)).pipe(Effect.provideService(SqlClient.SqlClient, sql))))
+            : Effect.map(send(batch), (committed) => report(batch, committed)),
+        ),
       );
 
     const writer = yield* makeGroupCommit<Pending>({
       capacity: options.queueCapacity ?? 100_000,
       maxBatch: options.maxBatch ?? 4_096,
       commit,
+      inFlight: send === undefined ? 1 : 2,
     });
 
     if (dialect.external !== undefined) {
@@ -290,7 +324,7 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
         }
         let total = 0;
         for (;;) {
-          const deleted = yield* sql.withTransaction(
+          const deleted = yield* (dialect.retryWrite ?? identity)(sql.withTransaction(
             Effect.gen(function* () {
               const upto = yield* sql<{ sequence: number }>`
                 SELECT sequence FROM audit_events WHERE sequence < ${cut} ORDER BY sequence LIMIT 1 OFFSET ${pruneChunk - 1}`;
@@ -304,7 +338,7 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
               yield* sql`UPDATE audit_state SET pruned_through = ${through} WHERE id = 1 AND pruned_through < ${through}`;
               return Number(gone[0]?.n ?? 0);
             }),
-          );
+          ));
           total += deleted;
           if (deleted < pruneChunk) break;
         }
@@ -327,12 +361,58 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
     return AuditLogger.of({ log, flush: writer.flush, read, query, bounds, prune, watch } satisfies AuditLoggerShape);
   });
 
-/** AuditLogger over the SqlClient of SqliteDatabase.layer (schema migrated there). */
-export const AuditLoggerSqlite: Layer.Layer<AuditLogger, never, SqlClient.SqlClient> = Layer.scoped(
-  AuditLogger,
-  makeSqlAuditLogger({ placeholder: () => "?" }),
-);
+const identity = <A>(a: A): A => a;
 
-/** The same with queue and batch sizes set (benches). */
-export const auditLoggerSqlite = (options: SqlAuditOptions): Layer.Layer<AuditLogger, never, SqlClient.SqlClient> =>
-  Layer.scoped(AuditLogger, makeSqlAuditLogger({ placeholder: () => "?" }, options));
+/** SQLITE_BUSY and its variants (BUSY_SNAPSHOT: a read transaction that can no longer write). */
+const isBusy = (e: SqlError): boolean => {
+  const code = (e.cause as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
+};
+
+export interface SqliteAuditOptions extends SqlAuditOptions {
+  /** Called with each writer thread started (tests stop one to see what a crash does). */
+  readonly onWorkerStart?: (worker: Worker) => void;
+}
+
+/**
+ * The SQLite logger: audit.db next to the SqlClient's orchestrator.db (AuditDatabase.ts),
+ * created, migrated and filled from an earlier version's tables on first open; its writes on
+ * the writer thread (audit-writer.ts).
+ */
+const makeSqlite = (options: SqliteAuditOptions) =>
+  Effect.gen(function* () {
+    const main = yield* SqlClient.SqlClient;
+    const db = yield* openAuditDatabase(main);
+    // Built before the logger, so closed after it: the logger's finalizer flushes first.
+    const writer = yield* makeAuditWriter<Pending>({
+      filename: db.filename,
+      pragmas: auditPragmas,
+      bumpSql: "UPDATE audit_state SET last_sequence = last_sequence + ? WHERE id = 1 RETURNING last_sequence",
+      insertSql: `INSERT INTO audit_events (${insertColumns}) VALUES (${Array.from({ length: insertWidth }, () => "?").join(", ")})`,
+      columns: textColumns,
+      time: (x) => x.time,
+      fill: fillCells,
+      ...(options.onWorkerStart === undefined ? {} : { onStart: options.onWorkerStart }),
+    });
+    return yield* makeSqlAuditLogger(
+      {
+        placeholder: () => "?",
+        send: writer.send,
+        // The main thread's connection has no busy timeout (AuditDatabase.ts): prune's deletes
+        // wait for the writer thread here, asynchronously.
+        retryWrite: (transaction) =>
+          Effect.retry(transaction, {
+            while: isBusy,
+            schedule: Schedule.exponential("2 millis").pipe(Schedule.union(Schedule.spaced("100 millis")), Schedule.intersect(Schedule.recurs(600))),
+          }),
+      },
+      options,
+    ).pipe(Effect.provideService(SqlClient.SqlClient, db.sql));
+  });
+
+/** AuditLogger in audit.db next to the file of SqliteDatabase.layer's SqlClient. */
+export const AuditLoggerSqlite: Layer.Layer<AuditLogger, SqlError | MigrationError, SqlClient.SqlClient> = Layer.scoped(AuditLogger, makeSqlite({}));
+
+/** The same with queue and batch sizes set (benches, tests). */
+export const auditLoggerSqlite = (options: SqliteAuditOptions): Layer.Layer<AuditLogger, SqlError | MigrationError, SqlClient.SqlClient> =>
+  Layer.scoped(AuditLogger, makeSqlite(options));
