@@ -35,9 +35,19 @@ const legacyColumns = "sequence, time, type, principal, principal_subject, tenan
 /** 13 columns: 1,000 rows stay far below SQLite's 32,766 parameters per statement. */
 const importChunk = 1_000;
 
+/**
+ * Runs `self` outside any transaction in progress. @effect/sql finds the transaction's
+ * connection through one Context tag shared by every client, so inside audit.db's transaction a
+ * statement of orchestrator.db's client would run on audit.db's connection (and the reverse).
+ */
+export const outsideTransaction = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.mapInputContext(self, (context: Context.Context<R>) => Context.omit(SqlClient.TransactionConnection)(context) as Context.Context<R>);
+
 /** Copies the audit log of orchestrator.db (earlier versions) into the new tables, if there is one. */
-const importLegacy = (main: SqlClient.SqlClient, sql: SqlClient.SqlClient) =>
+const importLegacy = (mainClient: SqlClient.SqlClient, sql: SqlClient.SqlClient) =>
   Effect.gen(function* () {
+    const main = <A extends object>(strings: TemplateStringsArray, ...args: Array<unknown>) =>
+      outsideTransaction(mainClient<A>(strings, ...(args as Array<never>)));
     const tables = new Set((yield* main<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('audit_events', 'audit_state')`).map((t) => t.name));
     let last = 0;
     let prunedThrough = 0;
@@ -50,7 +60,7 @@ const importLegacy = (main: SqlClient.SqlClient, sql: SqlClient.SqlClient) =>
       let after = 0;
       for (;;) {
         const rows = yield* main<Record<string, unknown> & { sequence: number }>`
-          SELECT ${main.literal(legacyColumns)} FROM audit_events WHERE sequence > ${after} ORDER BY sequence LIMIT ${importChunk}`;
+          SELECT ${mainClient.literal(legacyColumns)} FROM audit_events WHERE sequence > ${after} ORDER BY sequence LIMIT ${importChunk}`;
         if (rows.length === 0) break;
         yield* sql`INSERT INTO audit_events ${sql.insert(rows)}`;
         after = Number(rows[rows.length - 1]!.sequence);

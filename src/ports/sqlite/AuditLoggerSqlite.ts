@@ -38,7 +38,7 @@ import {
   AuditLogger,
   type AuditLoggerShape,
 } from "../AuditLogger.js";
-import { auditPragmas, openAuditDatabase } from "./AuditDatabase.js";
+import { auditPragmas, openAuditDatabase, outsideTransaction } from "./AuditDatabase.js";
 import { makeAuditWriter } from "./audit-writer.js";
 
 type AuditRow = {
@@ -394,7 +394,7 @@ const makeSqlite = (options: SqliteAuditOptions) =>
       fill: fillCells,
       ...(options.onWorkerStart === undefined ? {} : { onStart: options.onWorkerStart }),
     });
-    return yield* makeSqlAuditLogger(
+    const logger = yield* makeSqlAuditLogger(
       {
         placeholder: () => "?",
         send: writer.send,
@@ -408,6 +408,15 @@ const makeSqlite = (options: SqliteAuditOptions) =>
       },
       options,
     ).pipe(Effect.provideService(SqlClient.SqlClient, db.sql));
+    // Called inside a transaction of orchestrator.db, a read would otherwise run on that
+    // transaction's connection, i.e. on the wrong file (AuditDatabase.outsideTransaction).
+    return AuditLogger.of({
+      ...logger,
+      read: (after, limit) => outsideTransaction(logger.read(after, limit)),
+      query: (q) => outsideTransaction(logger.query(q)),
+      bounds: outsideTransaction(logger.bounds),
+      prune: (retention) => outsideTransaction(logger.prune(retention)),
+    });
   });
 
 /** AuditLogger in audit.db next to the file of SqliteDatabase.layer's SqlClient. */
