@@ -9,6 +9,21 @@ import type { ExecutionState } from "./model.js";
 
 const tag = MetricLabel.make;
 
+/**
+ * A tagged counter per label set, made once: the metric registry finds a counter by hashing its
+ * key, and a key made afresh on every increment is hashed afresh (a measurable cost per
+ * execution). Label values are bounded (see above), so the memo is too.
+ */
+const taggedCounter = (counter: Metric.Metric.Counter<number>, a: string, b: string) => {
+  const made = new Map<string, Metric.Metric.Counter<number>>();
+  return (x: string, y: string) => {
+    const key = `${x}\u0000${y}`;
+    let m = made.get(key);
+    if (m === undefined) made.set(key, (m = Metric.taggedWithLabels(counter, [tag(a, x), tag(b, y)])));
+    return m;
+  };
+};
+
 export const executions = Metric.counter("orchestrator.executions", {
   description: "Executions that ended, by operation and outcome (the terminal state)",
   incremental: true,
@@ -35,18 +50,23 @@ export const policyDenials = Metric.counter("orchestrator.policy.denials", {
 
 export const executionStarted = Metric.increment(executionsInFlight);
 
+const executionsBy = taggedCounter(executions, "operation", "outcome");
+const attemptsBy = taggedCounter(attempts, "operation", "outcome");
+const rateLimitDecisionsBy = taggedCounter(rateLimitDecisions, "limit", "decision");
+const policyDenialsBy = taggedCounter(policyDenials, "operation", "rule");
+
 export const executionEnded = (operation: string, state: ExecutionState) =>
   Effect.zipRight(
     Metric.incrementBy(executionsInFlight, -1),
-    Metric.increment(Metric.taggedWithLabels(executions, [tag("operation", operation), tag("outcome", state)])),
+    Metric.increment(executionsBy(operation, state)),
   );
 
 export const attemptEnded = (operation: string, succeeded: boolean) =>
-  Metric.increment(Metric.taggedWithLabels(attempts, [tag("operation", operation), tag("outcome", succeeded ? "succeeded" : "failed")]));
+  Metric.increment(attemptsBy(operation, succeeded ? "succeeded" : "failed"));
 
 /** `limit`: "execution" (the core's limits) or "request" (the per-RPC limit). */
 export const rateLimitDecided = (limit: "execution" | "request", decision: "allow" | "deny" | "unavailable") =>
-  Metric.increment(Metric.taggedWithLabels(rateLimitDecisions, [tag("limit", limit), tag("decision", decision)]));
+  Metric.increment(rateLimitDecisionsBy(limit, decision));
 
 export const policyDenied = (operation: string, rule: string) =>
-  Metric.increment(Metric.taggedWithLabels(policyDenials, [tag("operation", operation), tag("rule", rule)]));
+  Metric.increment(policyDenialsBy(operation, rule));

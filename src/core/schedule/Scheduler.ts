@@ -241,12 +241,36 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       Effect.gen(function* () {
         const key = localKey(c.scheduleId, c.claimId);
         const token = inflight.get(key) ?? c.leaseUntil;
-        const renewed = (yield* now) + settings.leaseMs;
+        const t = yield* now;
+        // A lease with most of its time left cannot have been taken over (a takeover waits for it
+        // to expire) and renewing it would buy little: the usual case, a slot dispatched just
+        // after its claim (or after its jitter, which the lease covers), costs no write here.
+        if (inflight.has(key) && token - t >= settings.leaseMs * 0.8) return true;
+        const renewed = t + settings.leaseMs;
         const ok = yield* store.confirmClaim(c.scheduleId, c.claimId, me, token, renewed);
         if (ok && inflight.has(key)) inflight.set(key, renewed);
         return ok;
       });
     const compiled = new Map<string, { readonly key: string; readonly spec: CompiledSpec }>();
+    /**
+     * Each schedule as this process last read or wrote it (bounded): the firing path's first
+     * guess instead of a read. Every write is a compare-and-set on rev, so a stale guess (another
+     * instance or request changed the row) costs one failed write and a fresh read, never a
+     * wrong write; a guess that leads to no write at all is re-checked with a read (modifyFrom).
+     */
+    const recent = new Map<string, ScheduleRecord>();
+    const remember = (r: ScheduleRecord) => {
+      recent.delete(r.scheduleId);
+      if (recent.size >= 10_000) recent.delete(recent.keys().next().value!);
+      recent.set(r.scheduleId, r);
+    };
+    const read = (scheduleId: string) =>
+      Effect.tap(store.get(scheduleId), (found) => (Option.isSome(found) ? remember(found.value) : void recent.delete(scheduleId)));
+    /** The remembered record, else a read. */
+    const recall = (scheduleId: string) => {
+      const r = recent.get(scheduleId);
+      return r === undefined ? read(scheduleId) : Effect.succeed(Option.some(r));
+    };
 
     const now = Clock.currentTimeMillis;
     const signal = Queue.offer(wake, undefined).pipe(Effect.asVoid);
@@ -296,19 +320,32 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     ) =>
       Effect.gen(function* () {
         let known = start;
+        let guessed = false;
+        if (known === undefined) {
+          known = recent.get(scheduleId);
+          guessed = known !== undefined;
+        }
         for (;;) {
           let r: ScheduleRecord;
           if (known !== undefined) r = known;
           else {
-            const found = yield* store.get(scheduleId);
+            const found = yield* read(scheduleId);
             if (Option.isNone(found)) return Option.none<readonly [A, ScheduleRecord]>();
             r = found.value;
           }
           known = undefined;
           const out = f(r, yield* now);
-          if (out.record === undefined) return Option.some([out.result, r] as const);
+          if (out.record === undefined) {
+            if (!guessed) return Option.some([out.result, r] as const);
+            guessed = false; // nothing to write: decide again on what is stored
+            continue;
+          }
+          guessed = false;
           const written = { ...out.record, rev: r.rev + 1 };
-          if (yield* store.replace(written, r.rev)) return Option.some([out.result, written] as const);
+          if (yield* store.replace(written, r.rev)) {
+            remember(written);
+            return Option.some([out.result, written] as const);
+          }
         }
       });
     const modify = <A>(scheduleId: string, f: (r: ScheduleRecord, now: number) => { readonly record?: ScheduleRecord | undefined; readonly result: A }) =>
@@ -435,7 +472,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         local.set(localKey(scheduleId, slot.claimId), undefined);
-        const found = written === undefined ? yield* store.get(scheduleId) : Option.some(written);
+        const found = written === undefined ? yield* recall(scheduleId) : Option.some(written);
         if (Option.isNone(found)) {
           local.delete(localKey(scheduleId, slot.claimId));
           return { _tag: "Gone" } as const;
@@ -589,7 +626,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             return { _tag: "Started", run: { nominalTime: claim.nominalTime, kind: claim.kind, executionId: existing } } as const;
           }
         }
-        const found = hint === undefined ? yield* store.get(claim.scheduleId) : Option.some(hint);
+        const found = hint === undefined ? yield* recall(claim.scheduleId) : Option.some(hint);
         if (Option.isNone(found)) {
           yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
           return { _tag: "Gone" } as const;
@@ -676,8 +713,12 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     /** A due schedule: advance its cursor past every due slot, claiming those to run; then dispatch them. */
     const fireDue = (scheduleId: string, t: number) =>
       Effect.gen(function* () {
+        // The remembered record when it says due; a stale one fails `advance` below and is read.
+        const guess = recent.get(scheduleId);
+        let first = guess !== undefined && guess.nextFireTime !== undefined && guess.nextFireTime <= t;
         for (;;) {
-          const found = yield* store.get(scheduleId);
+          const found = first ? Option.some(guess!) : yield* read(scheduleId);
+          first = false;
           if (Option.isNone(found)) return;
           const r = found.value;
           if (r.nextFireTime === undefined || r.nextFireTime > t) return;
@@ -716,6 +757,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           }));
           const advanced = { ...r, rev: r.rev + 1, nextFireTime: next, missedCount: r.missedCount + missedCount };
           if (!(yield* store.advance(advanced, r.rev, claims))) continue; // changed under us: re-read
+          remember(advanced);
           for (const claim of claims) hold(claim);
           if (missedCount > 0) {
             yield* auditSchedule(r, {
@@ -828,6 +870,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             buffer: [],
           };
           if (!(yield* store.insert(record))) return yield* new ScheduleAlreadyExists({ scheduleId });
+          remember(record);
           yield* auditSchedule(record, { type: "SCHEDULE_CREATED", principal, details: { cron: [...s.spec.cronExpressions], time_zone: s.spec.timeZone, paused: s.state.paused } });
           yield* signal;
           return view(record);
@@ -886,6 +929,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               n.state.paused || n.state.remainingRuns === 0 ? undefined : specChanged || runsChanged || cur.nextFireTime === undefined ? c.next(t) : cur.nextFireTime;
             const record: ScheduleRecord = { ...cur, ...n, nextFireTime, version: cur.version + 1, rev: cur.rev + 1, updateTime: t };
             if (yield* store.replace(record, cur.rev)) {
+              remember(record);
               yield* auditSchedule(record, { type: "SCHEDULE_UPDATED", principal, details: { paths: cmd.paths.length === 0 ? ["spec", "action", "policy"] : [...cmd.paths] } });
               yield* signal;
               return view(record);
@@ -934,6 +978,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* checkEtag(found.value, cmd.etag);
           if (!(yield* store.remove(cmd.scheduleId)) && !cmd.allowMissing) return yield* new ScheduleNotFound({ scheduleId: cmd.scheduleId });
           compiled.delete(cmd.scheduleId);
+          recent.delete(cmd.scheduleId);
           yield* auditSchedule(found.value, { type: "SCHEDULE_DELETED", principal, details: { dropped_buffered: found.value.buffer.length } });
           yield* publish(cmd.scheduleId, { _tag: "Deleted" });
           return null;
