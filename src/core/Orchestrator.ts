@@ -471,18 +471,21 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       a.operation === cmd.operation && JSON.stringify(a.input) === JSON.stringify(cmd.input);
 
     /** Attach to an execution found by request id: live events if it runs, its ending if not. */
-    const attach = (existing: ExecutionRecord, cmd: ExecuteCommand) =>
+    const attach = (existing: ExecutionRecord, cmd: ExecuteCommand, following: boolean) =>
       Effect.gen(function* () {
         if (!sameRequest(existing, cmd)) {
           return yield* new RequestIdReused({ requestId: cmd.requestId ?? "", executionId: existing.executionId });
         }
         const l = live.get(existing.executionId);
-        if (l !== undefined) return { executionId: existing.executionId, deduplicated: true, live: l, events: yield* follow(l, true) };
+        if (l !== undefined) {
+          return { executionId: existing.executionId, deduplicated: true, live: l, events: following ? yield* follow(l, true) : Stream.empty, accepted: l.record };
+        }
         const now = yield* Clock.currentTimeMillis;
         return {
           executionId: existing.executionId,
           deduplicated: true,
           live: undefined,
+          accepted: existing,
           events: isTerminal(existing.state)
             ? replayEnded(existing, true, now)
             : Stream.make<[ExecutionEvent]>({ executionId: existing.executionId, time: now, kind: { _tag: "Accepted", execution: existing, deduplicated: true } }),
@@ -492,8 +495,9 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
     /**
      * Starts (or, for a known request id, attaches to) an execution. The returned event stream
      * is subscribed before the run begins, so it misses nothing; it belongs to the caller's scope.
+     * Not `following`: no subscription, the stream is empty (a caller that wants the id only).
      */
-    const start = Effect.fn("Orchestrator.start")(function* (cmd: ExecuteCommand) {
+    const start = Effect.fn("Orchestrator.start")(function* (cmd: ExecuteCommand, following: boolean) {
       const op = yield* registry.get(cmd.operation);
       yield* Effect.annotateCurrentSpan({ operation: op.name, principal: cmd.principal.subject });
       yield* authorize(cmd.principal, permissionOf(op), op.name);
@@ -502,7 +506,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
 
       if (cmd.requestId !== undefined && cmd.requestId !== "") {
         const found = yield* store.findByRequestId(cmd.principal.subject, cmd.requestId);
-        if (Option.isSome(found)) return yield* attach(found.value, cmd);
+        if (Option.isSome(found)) return yield* attach(found.value, cmd, following);
       }
 
       const executionId = randomUUID();
@@ -585,7 +589,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         ...(traceId === undefined ? {} : { traceId }),
       };
       const inserted = yield* store.insert(record);
-      if (inserted._tag === "Duplicate") return yield* attach(inserted.existing, cmd); // lost a same-request_id race
+      if (inserted._tag === "Duplicate") return yield* attach(inserted.existing, cmd, following); // lost a same-request_id race
 
       const l: Live = {
         record,
@@ -601,14 +605,15 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       live.set(executionId, l);
       yield* CoreMetrics.executionStarted;
       yield* auditExecution(l, { type: "EXECUTION_ACCEPTED", details: { input: redactInput(cmd.input, op.sensitiveFields), retry_policy: { ...record.retryPolicy, nonRetryableErrorTypes: [...record.retryPolicy.nonRetryableErrorTypes] }, timeout_ms: record.timeoutMs } });
-      const events = yield* follow(l, false);
+      const events = following ? yield* follow(l, false) : Stream.empty;
+      const accepted = l.record;
       const run = runExecution(l, op, input).pipe(
         Effect.withSpan("Orchestrator.run", { attributes: { execution_id: executionId, operation: op.name }, ...(caller === undefined ? {} : { parent: caller }) }),
       );
       yield* FiberMap.run(fibers, executionId, lease === undefined ? run : Effect.ensuring(run, lease.release));
       slotHandedOver = true;
       runForked = true;
-      return { executionId, deduplicated: false, live: l as Live | undefined, events };
+      return { executionId, deduplicated: false, live: l as Live | undefined, events, accepted };
     });
 
     /** Cancels a running execution (its attempt or its backoff sleep) and waits for its end. */
@@ -664,7 +669,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       ): Stream.Stream<ExecutionEvent, StartError> =>
         Stream.unwrapScoped(
           Effect.gen(function* () {
-            const s = yield* start(cmd);
+            const s = yield* start(cmd, true);
             const l = s.live;
             if (options.detach === true) return s.events.pipe(Stream.take(1));
             if (l !== undefined) {
@@ -677,22 +682,33 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         ),
 
       /**
+       * Starts an execution without following it (a schedule's run): the id and the record as
+       * accepted, or, for a request id already used, the execution that holds it.
+       */
+      submit: (cmd: ExecuteCommand): Effect.Effect<{ readonly executionId: string; readonly accepted: ExecutionRecord; readonly deduplicated: boolean }, StartError> =>
+        Effect.scoped(Effect.map(start(cmd, false), (s) => ({ executionId: s.executionId, accepted: s.accepted, deduplicated: s.deduplicated }))),
+
+      /**
        * Runs an operation in-process and returns its result, failing with the start refusal or
        * the run's ending. Interrupting the caller, or aborting the signal, cancels it.
        */
       execute: (operation: string, input: JsonObject, options: ExecuteOptions): Effect.Effect<JsonValue, StartError | RunError> =>
         Effect.scoped(
           Effect.gen(function* () {
-            const s = yield* start({
-              operation,
-              input,
-              principal: options.principal,
-              requestId: options.idempotencyKey,
-              retry: options.retry,
-              timeoutMs: options.timeout === undefined ? undefined : Duration.toMillis(options.timeout),
-              attemptTimeoutMs: options.attemptTimeout === undefined ? undefined : Duration.toMillis(options.attemptTimeout),
-              labels: options.labels,
-            });
+            // It waits for the ending, not for events: nothing to subscribe to.
+            const s = yield* start(
+              {
+                operation,
+                input,
+                principal: options.principal,
+                requestId: options.idempotencyKey,
+                retry: options.retry,
+                timeoutMs: options.timeout === undefined ? undefined : Duration.toMillis(options.timeout),
+                attemptTimeoutMs: options.attemptTimeout === undefined ? undefined : Duration.toMillis(options.attemptTimeout),
+                labels: options.labels,
+              },
+              false,
+            );
             let ending: Ending;
             if (s.live === undefined) {
               const record = Option.getOrThrow(yield* store.get(s.executionId));

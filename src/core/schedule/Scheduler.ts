@@ -487,26 +487,23 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return { _tag: "Skipped", run: { nominalTime: slot.nominalTime, kind: slot.kind } } as const;
         }
         const exit = yield* orchestrator
-          .executeStream(
-            {
-              operation: a.operation,
-              input: a.input,
-              principal: r.owner,
-              retry: a.retry,
-              timeoutMs: a.timeoutMs,
-              attemptTimeoutMs: a.attemptTimeoutMs,
-              labels: a.labels,
-              scheduleId,
-              nominalTime: slot.nominalTime,
-            },
-            { detach: true },
-          )
-          .pipe(Stream.runHead, Effect.exit);
+          .submit({
+            operation: a.operation,
+            input: a.input,
+            principal: r.owner,
+            retry: a.retry,
+            timeoutMs: a.timeoutMs,
+            attemptTimeoutMs: a.attemptTimeoutMs,
+            labels: a.labels,
+            scheduleId,
+            nominalTime: slot.nominalTime,
+          })
+          .pipe(Effect.exit);
         const t = yield* now;
-        if (Exit.isFailure(exit) || Option.isNone(exit.value)) {
+        if (Exit.isFailure(exit)) {
           local.delete(localKey(scheduleId, slot.claimId));
-          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none();
-          if (Exit.isFailure(exit) && Option.isNone(failure)) yield* Effect.logError("schedule: starting a run failed", exit.cause);
+          const failure = Cause.failureOption(exit.cause);
+          if (Option.isNone(failure)) yield* Effect.logError("schedule: starting a run failed", exit.cause);
           const error: ErrorDetail = Option.isSome(failure)
             ? startErrorDetail(failure.value)
             : { type: "INTERNAL", message: "the run could not be started", retryable: false };
@@ -518,10 +515,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* pumpLater(scheduleId);
           return Option.isSome(failure) ? ({ _tag: "StartFailed", run, error: failure.value } as const) : ({ _tag: "Skipped", run } as const);
         }
-        const accepted = exit.value.value;
-        const executionId = accepted.executionId;
+        const executionId = exit.value.executionId;
         local.set(localKey(scheduleId, slot.claimId), executionId);
-        const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, actualTime: t, executionId, state: accepted.kind._tag === "Accepted" ? accepted.kind.execution.state : "PENDING" };
+        const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, actualTime: t, executionId, state: exit.value.accepted.state };
         yield* modifyFrom(scheduleId, r, (cur) => {
           const remaining = slot.kind === "CRON" && cur.state.remainingRuns !== undefined ? Math.max(0, cur.state.remainingRuns - 1) : cur.state.remainingRuns;
           return {

@@ -83,10 +83,11 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
     const sql = yield* SqlClient.SqlClient;
     const fail = (operation: string) => (cause: unknown) => new StoreError({ operation: `${dialect.name}.${operation}`, cause });
 
+    // The owner (hence the tenant, and its index entry) never changes after insert.
     const replaceRow = (r: ScheduleRecord, expectedRev: number) =>
       Effect.map(
         sql<{ readonly schedule_id: string }>`
-          UPDATE schedules SET ${sql.update(columns(r), ["schedule_id"])}
+          UPDATE schedules SET ${sql.update(columns(r), ["schedule_id", "tenant"])}
           WHERE schedule_id = ${r.scheduleId} AND rev = ${expectedRev}
           RETURNING schedule_id`,
         (rows) => rows.length === 1,

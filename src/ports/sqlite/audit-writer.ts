@@ -18,6 +18,12 @@
  * columns repeat a lot (type, principal, tenant, operation, trace id, details shape), and the
  * cost of cloning is per string, so this is cheaper than cloning the rows.
  *
+ * Answers: the worker counts them in shared memory, and whoever waits for one polls that count
+ * (`receiveMessageOnPort`) on every turn of Effect's scheduler, besides the port's listener. A
+ * main thread busy with fibers (a thousand subscribers being fed) turns the event loop only
+ * every few tens of milliseconds, and a listener alone would add that much to every commit,
+ * i.e. to every execution's outcome (Orchestrator.finish flushes) and every delivery.
+ *
  * Failures: a batch whose transaction fails comes back as an error; a worker that dies (crash,
  * out of memory) fails every batch in flight with AuditWorkerFailed, and the next batch starts a
  * new worker. Either way the caller (the group commit) logs and counts the dropped events. A
@@ -26,7 +32,7 @@
  */
 import { Data, Deferred, Effect } from "effect";
 import type * as Scope from "effect/Scope";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 
 export class AuditWorkerFailed extends Data.TaggedError("AuditWorkerFailed")<{ readonly reason: string }> {
   override get message() {
@@ -101,25 +107,54 @@ type Reply = { readonly id: number; readonly first: number } | { readonly id: nu
 /** The writer for the scope's lifetime; closing the scope stops the worker (after what it holds). */
 export const makeAuditWriter = <R>(config: AuditWriterConfig<R>): Effect.Effect<AuditWriter<R>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const workerData = { filename: config.filename, pragmas: config.pragmas, bumpSql: config.bumpSql, insertSql: config.insertSql, columns: config.columns };
     let worker: Worker | undefined;
     let nextId = 0;
     const inFlight = new Map<number, Deferred.Deferred<number, AuditWorkerFailed>>();
+    // Of the current worker: its answers' port, how many it has sent and how many were taken.
+    let replies: MessagePort | undefined;
+    let answered = new Int32Array(new SharedArrayBuffer(4));
+    let taken = 0;
+
+    const onReply = (reply: Reply) => {
+      taken++;
+      const done = inFlight.get(reply.id);
+      if (done === undefined) return;
+      inFlight.delete(reply.id);
+      // Idle, the port must not keep the process alive; busy, it must (a pending flush).
+      if (inFlight.size === 0) replies?.unref();
+      Deferred.unsafeDone(done, "first" in reply ? Effect.succeed(reply.first) : Effect.fail(new AuditWorkerFailed({ reason: reply.error })));
+    };
+
+    /** Takes the answers already sent, without waiting for the event loop. */
+    const poll = () => {
+      const port = replies;
+      while (port !== undefined && Atomics.load(answered, 0) > taken) {
+        const m = receiveMessageOnPort(port);
+        if (m === undefined) break;
+        onReply(m.message as Reply);
+      }
+    };
 
     const start = (): Worker => {
-      const w = new Worker(new URL("./audit-writer.worker.js", import.meta.url), { workerData });
+      const channel = new MessageChannel();
+      const count = new Int32Array(new SharedArrayBuffer(4));
+      const workerData = { filename: config.filename, pragmas: config.pragmas, bumpSql: config.bumpSql, insertSql: config.insertSql, columns: config.columns, replies: channel.port2, answered: count };
+      const w = new Worker(new URL("./audit-writer.worker.js", import.meta.url), { workerData, transferList: [channel.port2] });
+      replies = channel.port1;
+      answered = count;
+      taken = 0;
+      channel.port1.on("message", onReply);
+      channel.port1.unref();
       let failure: string | undefined;
-      w.on("message", (reply: Reply) => {
-        const done = inFlight.get(reply.id);
-        if (done === undefined) return;
-        inFlight.delete(reply.id);
-        // Idle, the worker must not keep the process alive; busy, it must (a pending flush).
-        if (inFlight.size === 0) w.unref();
-        Deferred.unsafeDone(done, "first" in reply ? Effect.succeed(reply.first) : Effect.fail(new AuditWorkerFailed({ reason: reply.error })));
-      });
       w.on("error", (e) => void (failure = e instanceof Error ? `${e.name}: ${e.message}` : String(e)));
       w.on("exit", (code) => {
-        if (worker === w) worker = undefined;
+        // Answers it sent before dying still count.
+        if (worker === w) poll();
+        channel.port1.close();
+        if (worker === w) {
+          worker = undefined;
+          replies = undefined;
+        }
         // Messages are answered in order, so whatever is still in flight went to this worker.
         const waiting = [...inFlight.values()];
         inFlight.clear();
@@ -131,14 +166,21 @@ export const makeAuditWriter = <R>(config: AuditWriterConfig<R>): Effect.Effect<
       return w;
     };
 
+    /** The answer, polled for on every scheduler turn while it is due (see the file comment). */
+    const answer = (id: number, done: Deferred.Deferred<number, AuditWorkerFailed>): Effect.Effect<number, AuditWorkerFailed> =>
+      Effect.suspend(() => {
+        poll();
+        return inFlight.has(id) ? Effect.zipRight(Effect.yieldNow(), answer(id, done)) : Deferred.await(done);
+      });
+
     const send = (rows: ReadonlyArray<R>): Effect.Effect<Effect.Effect<number, AuditWorkerFailed>> =>
       Effect.map(Deferred.make<number, AuditWorkerFailed>(), (done) => {
         const w = (worker ??= start());
-        const message = encode(nextId++, rows, config);
+        const message = encode(nextId++, rows, config); ((globalThis as any).__bs ??= []).push(rows.length);
         inFlight.set(message.id, done);
-        w.ref();
+        replies?.ref();
         w.postMessage(message, [message.cells.buffer as ArrayBuffer, message.times.buffer as ArrayBuffer]);
-        return Deferred.await(done);
+        return answer(message.id, done);
       });
 
     // Finalizers run in reverse: the logger built on this writer flushes before this runs.

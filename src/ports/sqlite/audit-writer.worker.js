@@ -6,8 +6,14 @@
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 
-/** @type {{ filename: string, pragmas: string[], bumpSql: string, insertSql: string, columns: number }} */
+/** @type {{ filename: string, pragmas: string[], bumpSql: string, insertSql: string, columns: number, replies: MessagePort, answered: Int32Array }} */
 const config = workerData;
+const { replies, answered } = config;
+/** Answers go on their own port, counted in shared memory so the main thread can poll for them. */
+const answer = (message) => {
+  replies.postMessage(message);
+  Atomics.add(answered, 0, 1);
+};
 const db = new Database(config.filename);
 for (const p of config.pragmas) db.pragma(p);
 const bump = db.prepare(config.bumpSql);
@@ -36,8 +42,8 @@ parentPort.on("message", (m) => {
     process.exit(0);
   }
   try {
-    parentPort.postMessage({ id: m.id, first: write.immediate(m) });
+    answer({ id: m.id, first: write.immediate(m) });
   } catch (e) {
-    parentPort.postMessage({ id: m.id, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+    answer({ id: m.id, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
   }
 });
