@@ -102,6 +102,9 @@ const encode = <R>(id: number, rows: ReadonlyArray<R>, config: AuditWriterConfig
   return { id, n, strings, cells, times };
 };
 
+/** See `answer`. */
+const pollTurns = 256;
+
 type Reply = { readonly id: number; readonly first: number } | { readonly id: number; readonly error: string };
 
 /** The writer for the scope's lifetime; closing the scope stops the worker (after what it holds). */
@@ -166,17 +169,22 @@ export const makeAuditWriter = <R>(config: AuditWriterConfig<R>): Effect.Effect<
       return w;
     };
 
-    /** The answer, polled for on every scheduler turn while it is due (see the file comment). */
-    const answer = (id: number, done: Deferred.Deferred<number, AuditWorkerFailed>): Effect.Effect<number, AuditWorkerFailed> =>
+    /**
+     * The answer, polled for on each of the next `pollTurns` scheduler turns, then left to the
+     * port's listener (see the file comment). Busy, a turn lasts as long as the other fibers'
+     * slices, so the polls cover the commit; idle, they pass in microseconds and the event loop,
+     * free, delivers the answer at once.
+     */
+    const answer = (id: number, done: Deferred.Deferred<number, AuditWorkerFailed>, turns = pollTurns): Effect.Effect<number, AuditWorkerFailed> =>
       Effect.suspend(() => {
         poll();
-        return inFlight.has(id) ? Effect.zipRight(Effect.yieldNow(), answer(id, done)) : Deferred.await(done);
+        return inFlight.has(id) && turns > 0 ? Effect.zipRight(Effect.yieldNow(), answer(id, done, turns - 1)) : Deferred.await(done);
       });
 
     const send = (rows: ReadonlyArray<R>): Effect.Effect<Effect.Effect<number, AuditWorkerFailed>> =>
       Effect.map(Deferred.make<number, AuditWorkerFailed>(), (done) => {
         const w = (worker ??= start());
-        const message = encode(nextId++, rows, config); ((globalThis as any).__bs ??= []).push(rows.length);
+        const message = encode(nextId++, rows, config);
         inFlight.set(message.id, done);
         replies?.ref();
         w.postMessage(message, [message.cells.buffer as ArrayBuffer, message.times.buffer as ArrayBuffer]);
