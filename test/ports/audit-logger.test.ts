@@ -5,9 +5,10 @@
 import { describe, expect, it } from "@effect/vitest";
 import * as SqlClient from "@effect/sql/SqlClient";
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient";
-import { Context, Effect, Fiber, Layer, Logger, Metric, Option, type Scope, TestClock } from "effect";
+import { Context, Deferred, Effect, Fiber, Layer, Logger, Metric, Option, type Scope, TestClock } from "effect";
 import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
+import { makeGroupCommit } from "../../src/core/audit/group-commit.js";
 import { type AuditEntry, AuditLogger } from "../../src/ports/AuditLogger.js";
 import { auditDatabaseFileName } from "../../src/ports/sqlite/AuditDatabase.js";
 import { AuditLoggerSqlite, auditLoggerSqlite, auditWriteFailures } from "../../src/ports/sqlite/AuditLoggerSqlite.js";
@@ -235,6 +236,45 @@ describe("AuditLogger (sqlite): audit.db and the writer thread", () => {
           expect(yield* audit.bounds).toStrictEqual({ earliest: 7, last: 10, prunedThrough: 6 });
         }),
       );
+    }),
+  );
+});
+
+/** The group commit the SQL loggers write through, with two batches in flight (the SQLite writer thread). */
+describe("group commit with batches in flight", () => {
+  it.scoped("batches are handed over without waiting, their ends run in batch order, flush waits for its own", () =>
+    Effect.gen(function* () {
+      const handed: number[][] = [];
+      const commits: Array<Deferred.Deferred<void>> = [];
+      const ended: number[][] = [];
+      const gc = yield* makeGroupCommit<number>({
+        capacity: 100,
+        maxBatch: 2,
+        inFlight: 2,
+        commit: (batch) =>
+          Effect.map(Deferred.make<void>(), (committed) => {
+            handed.push([...batch]);
+            commits.push(committed);
+            return Effect.zipRight(Deferred.await(committed), Effect.sync(() => void ended.push([...batch])));
+          }),
+      });
+      for (let i = 1; i <= 5; i++) yield* gc.offer(i);
+      const flushed = yield* Effect.fork(gc.flush);
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow();
+      // Two in flight at most, nothing ended yet.
+      expect(handed).toStrictEqual([[1, 2], [3, 4]]);
+      // The second batch commits first: its end waits for the first one's.
+      yield* Deferred.succeed(commits[1]!, undefined);
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow();
+      expect(ended).toStrictEqual([]);
+      yield* Deferred.succeed(commits[0]!, undefined);
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow();
+      expect(ended).toStrictEqual([[1, 2], [3, 4]]);
+      expect(handed).toStrictEqual([[1, 2], [3, 4], [5]]);
+      expect(Option.isNone(yield* Fiber.poll(flushed))).toBe(true);
+      yield* Deferred.succeed(commits[2]!, undefined);
+      yield* Fiber.join(flushed);
+      expect(ended).toStrictEqual([[1, 2], [3, 4], [5]]);
     }),
   );
 });
