@@ -142,7 +142,8 @@ export const makeAuditWriter = <R>(config: AuditWriterConfig<R>): Effect.Effect<
       const channel = new MessageChannel();
       const count = new Int32Array(new SharedArrayBuffer(4));
       const workerData = { filename: config.filename, pragmas: config.pragmas, bumpSql: config.bumpSql, insertSql: config.insertSql, columns: config.columns, replies: channel.port2, answered: count };
-      const w = new Worker(new URL("./audit-writer.worker.js", import.meta.url), { workerData, transferList: [channel.port2] });
+      // Plain JavaScript: none of the process's loader flags (tsx) are needed there.
+      const w = new Worker(new URL("./audit-writer.worker.js", import.meta.url), { workerData, transferList: [channel.port2], execArgv: [] });
       replies = channel.port1;
       answered = count;
       taken = 0;
