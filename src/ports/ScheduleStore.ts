@@ -21,6 +21,13 @@ export interface SchedulePage {
   readonly next?: string | undefined;
 }
 
+/** How a claim ended, written with a schedule's record by `replace`. */
+export interface ClaimSettlement {
+  readonly claimId: string;
+  readonly outcome: ClaimOutcome;
+  readonly executionId: string | undefined;
+}
+
 /** A stored response for an idempotency key. */
 export interface StoredRequest {
   readonly fingerprint: string;
@@ -34,8 +41,12 @@ export interface ScheduleStoreShape {
   readonly get: (scheduleId: string) => Effect.Effect<Option.Option<ScheduleRecord>, StoreError>;
   /** Ordered by schedule_id, after `after` (exclusive). */
   readonly list: (filter: ScheduleFilter, pageSize: number, after: string | undefined) => Effect.Effect<SchedulePage, StoreError>;
-  /** Writes `record` iff the stored one still has rev `expectedRev`; false otherwise (re-read and retry). */
-  readonly replace: (record: ScheduleRecord, expectedRev: number) => Effect.Effect<boolean, StoreError>;
+  /**
+   * Writes `record` iff the stored one still has rev `expectedRev`; false otherwise (re-read and
+   * retry). With `settle`, a successful write also settles that claim of the schedule, in the
+   * same transaction (as settleClaim would).
+   */
+  readonly replace: (record: ScheduleRecord, expectedRev: number, settle?: ClaimSettlement) => Effect.Effect<boolean, StoreError>;
   /** Like replace, and inserts the claims in the same transaction (an existing claim key is left alone). */
   readonly advance: (record: ScheduleRecord, expectedRev: number, claims: ReadonlyArray<Claim>) => Effect.Effect<boolean, StoreError>;
   /** Deletes the schedule and its claims; false when it did not exist. */

@@ -49,6 +49,10 @@ describe("schedules on several instances sharing PostgreSQL", () => {
       }
       const windowStart = Math.ceil(Date.now() / 1000) * 1000 + 1000;
       await sleep(10_000);
+      // Kill early in a second: the slots claimed at its start still wait out their jitter (up to
+      // 0.8 s), so the killed instance surely holds claims. Late in a second (as a loaded machine's
+      // timers can make it) it may hold none, and there is nothing to take over.
+      await sleep(1_150 - (Date.now() % 1_000));
       a.child.kill("SIGKILL");
       await a.exited;
       const killedAt = Date.now();

@@ -54,7 +54,7 @@ import {
   Stream,
 } from "effect";
 import { AuditLogger, type AuditEntry } from "../../ports/AuditLogger.js";
-import { ScheduleStore } from "../../ports/ScheduleStore.js";
+import { ScheduleStore, type ClaimSettlement } from "../../ports/ScheduleStore.js";
 import {
   BackfillTooLarge,
   EtagMismatch,
@@ -317,6 +317,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       scheduleId: string,
       start: ScheduleRecord | undefined,
       f: (r: ScheduleRecord, now: number) => { readonly record?: ScheduleRecord | undefined; readonly result: A },
+      /** Settled with the write (one transaction), or alone when there is nothing to write. */
+      settle?: ClaimSettlement,
     ) =>
       Effect.gen(function* () {
         let known = start;
@@ -330,19 +332,25 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           if (known !== undefined) r = known;
           else {
             const found = yield* read(scheduleId);
-            if (Option.isNone(found)) return Option.none<readonly [A, ScheduleRecord]>();
+            if (Option.isNone(found)) {
+              if (settle !== undefined) yield* store.settleClaim(scheduleId, settle.claimId, settle.outcome, settle.executionId);
+              return Option.none<readonly [A, ScheduleRecord]>();
+            }
             r = found.value;
           }
           known = undefined;
           const out = f(r, yield* now);
           if (out.record === undefined) {
-            if (!guessed) return Option.some([out.result, r] as const);
+            if (!guessed) {
+              if (settle !== undefined) yield* store.settleClaim(scheduleId, settle.claimId, settle.outcome, settle.executionId);
+              return Option.some([out.result, r] as const);
+            }
             guessed = false; // nothing to write: decide again on what is stored
             continue;
           }
           guessed = false;
           const written = { ...out.record, rev: r.rev + 1 };
-          if (yield* store.replace(written, r.rev)) {
+          if (yield* store.replace(written, r.rev, settle)) {
             remember(written);
             return Option.some([out.result, written] as const);
           }
@@ -533,8 +541,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             },
             result: undefined,
           };
-        });
-        yield* store.settleClaim(scheduleId, slot.claimId, "STARTED", executionId);
+        }, { claimId: slot.claimId, outcome: "STARTED", executionId });
         yield* audit.log({
           type: "SCHEDULE_FIRED",
           principal: r.owner,
@@ -709,12 +716,10 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     /** A due schedule: advance its cursor past every due slot, claiming those to run; then dispatch them. */
     const fireDue = (scheduleId: string, t: number) =>
       Effect.gen(function* () {
-        // The remembered record when it says due; a stale one fails `advance` below and is read.
-        const guess = recent.get(scheduleId);
-        let first = guess !== undefined && guess.nextFireTime !== undefined && guess.nextFireTime <= t;
         for (;;) {
-          const found = first ? Option.some(guess!) : yield* read(scheduleId);
-          first = false;
+          // Always read here: instances that share the store race for each slot on equal terms
+          // (starting from a remembered record would let the last winner keep every schedule).
+          const found = yield* read(scheduleId);
           if (Option.isNone(found)) return;
           const r = found.value;
           if (r.nextFireTime === undefined || r.nextFireTime > t) return;

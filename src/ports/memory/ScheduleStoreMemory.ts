@@ -100,7 +100,12 @@ const make = Effect.sync(() => {
         const items = all.slice(0, pageSize).map((r) => structuredClone(r));
         return { items, next: all.length > pageSize ? items.at(-1)?.scheduleId : undefined };
       }),
-    replace: (r, expectedRev) => Effect.sync(() => write(r, expectedRev)),
+    replace: (r, expectedRev, settle) =>
+      Effect.sync(() => {
+        if (!write(r, expectedRev)) return false;
+        if (settle !== undefined) claims.delete(key(r.scheduleId, settle.claimId)); // as settleClaim
+        return true;
+      }),
     advance: (r, expectedRev, cs) =>
       Effect.sync(() => {
         if (!write(r, expectedRev)) return false;

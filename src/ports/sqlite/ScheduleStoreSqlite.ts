@@ -93,6 +93,13 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
         (rows) => rows.length === 1,
       );
 
+    const settleRow = (scheduleId: string, claimId: string, outcome: ClaimOutcome, executionId: string | undefined) =>
+      Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (now) =>
+        sql`
+          UPDATE schedule_claims SET outcome = ${outcome}, execution_id = ${executionId ?? null}, settle_time = ${now}
+          WHERE schedule_id = ${scheduleId} AND claim_id = ${claimId}`,
+      ).pipe(Effect.asVoid);
+
     const insertClaim = (c: Claim) =>
       Effect.map(
         sql<{ readonly claim_id: string }>`INSERT INTO schedule_claims ${sql.insert(claimColumns(c))} ON CONFLICT DO NOTHING RETURNING claim_id`,
@@ -141,7 +148,17 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
           return { items: page, next: items.length > pageSize ? page.at(-1)?.scheduleId : undefined } satisfies SchedulePage;
         }).pipe(Effect.mapError(fail("list"))),
 
-      replace: (r, expectedRev) => replaceRow(r, expectedRev).pipe(Effect.mapError(fail("replace"))),
+      replace: (r, expectedRev, settle) =>
+        (settle === undefined
+          ? replaceRow(r, expectedRev)
+          : sql.withTransaction(
+              Effect.gen(function* () {
+                if (!(yield* replaceRow(r, expectedRev))) return false;
+                yield* settleRow(r.scheduleId, settle.claimId, settle.outcome, settle.executionId);
+                return true;
+              }),
+            )
+        ).pipe(Effect.mapError(fail("replace"))),
 
       advance: (r, expectedRev, claims) =>
         sql
@@ -193,11 +210,7 @@ export const makeScheduleStore = (dialect: ScheduleSqlDialect) =>
         ),
 
       settleClaim: (scheduleId, claimId, outcome: ClaimOutcome, executionId) =>
-        Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (now) =>
-          sql`
-            UPDATE schedule_claims SET outcome = ${outcome}, execution_id = ${executionId ?? null}, settle_time = ${now}
-            WHERE schedule_id = ${scheduleId} AND claim_id = ${claimId}`,
-        ).pipe(Effect.asVoid, Effect.mapError(fail("settleClaim"))),
+        settleRow(scheduleId, claimId, outcome, executionId).pipe(Effect.mapError(fail("settleClaim"))),
 
       takeExpiredClaims: (now, instanceId, leaseUntil, limit) =>
         Effect.gen(function* () {
