@@ -83,6 +83,8 @@ import {
   type Sample,
 } from "./lib.js";
 import type { Census } from "./sqlite-census.js";
+import { auditDatabaseFileName } from "../src/ports/sqlite/AuditDatabase.js";
+import { SqliteDatabase } from "../src/ports/sqlite/SqliteDatabase.js";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 
 const config = {
@@ -260,27 +262,31 @@ type Db = {
 const openDb = (file: string): Db =>
   new (createRequire(import.meta.url)("better-sqlite3") as new (f: string, o: { readonly: boolean }) => Db)(file, { readonly: true });
 
+/** Rows per Execute; the audit log is in a file of its own (src/ports/sqlite/AuditDatabase.ts). */
 function countRows(dataDir: string): Rows {
-  const file = join(dataDir, "orchestrator.db");
+  const file = join(dataDir, SqliteDatabase.databaseFileName);
+  const auditFile = join(dataDir, auditDatabaseFileName);
   const db = openDb(file);
+  const auditDb = openDb(auditFile);
   try {
-    const count = (table: string): number => Number(db.prepare(`SELECT count(*) AS n FROM ${table}`).get()["n"]);
-    const executions = count("executions");
+    const count = (d: Db, table: string): number => Number(d.prepare(`SELECT count(*) AS n FROM ${table}`).get()["n"]);
+    const executions = count(db, "executions");
     const per = (n: number): number => round3(n / executions);
-    const audit = db.prepare("SELECT type, count(*) AS n FROM audit_events GROUP BY type ORDER BY type").all();
-    const dbBytes = ["", "-wal", "-shm"].reduce((sum, suffix) => sum + (existsSync(file + suffix) ? statSync(file + suffix).size : 0), 0);
+    const audit = auditDb.prepare("SELECT type, count(*) AS n FROM audit_events GROUP BY type ORDER BY type").all();
+    const bytes = (f: string) => ["", "-wal", "-shm"].reduce((sum, suffix) => sum + (existsSync(f + suffix) ? statSync(f + suffix).size : 0), 0);
     return {
       executions,
       perExecution: {
         executions: 1,
-        execution_attempts: per(count("execution_attempts")),
-        audit_events: per(count("audit_events")),
+        execution_attempts: per(count(db, "execution_attempts")),
+        audit_events: per(count(auditDb, "audit_events")),
       },
       auditTypesPerExecution: Object.fromEntries(audit.map((r) => [String(r["type"]), per(Number(r["n"]))])),
-      dbBytes,
+      dbBytes: bytes(file) + bytes(auditFile),
     };
   } finally {
     db.close();
+    auditDb.close();
   }
 }
 

@@ -1,7 +1,9 @@
 /**
  * Preload for a server process (`node --import tsx --import ./bench/sqlite-census.ts ...`):
  * counts the SQLite statements better-sqlite3 runs, by kind and table, and the time spent inside
- * them (they are synchronous, so that time is main-thread time: CPU, plus any I/O wait).
+ * them (they are synchronous, so that time is main-thread time: CPU, plus any I/O wait). The
+ * audit log's inserts run on its writer thread (src/ports/sqlite/audit-writer.ts) and are not
+ * counted: only the main thread's statements are.
  * On SIGUSR2 it writes {seq, statements: {key: {count, ns}}} to $BENCH_SQL_CENSUS_OUT, seq
  * counting the dumps, so a benchmark can take a snapshot before and after a batch of calls.
  *
