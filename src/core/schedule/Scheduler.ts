@@ -480,7 +480,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     const startRun = (scheduleId: string, slot: BufferedRun, written?: ScheduleRecord): Effect.Effect<Dispatched, StoreError> =>
       Effect.gen(function* () {
         local.set(localKey(scheduleId, slot.claimId), undefined);
-        const found = written === undefined ? yield* recall(scheduleId) : Option.some(written);
+        // Fresh unless given: the action run and the runs left come from it.
+        const found = written === undefined ? yield* read(scheduleId) : Option.some(written);
         if (Option.isNone(found)) {
           local.delete(localKey(scheduleId, slot.claimId));
           return { _tag: "Gone" } as const;
