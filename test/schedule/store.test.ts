@@ -152,6 +152,23 @@ export const storeContract = (name: string, layer: () => Layer.Layer<ScheduleSto
       ),
     );
 
+    it.effect("replace with a settlement settles the claim only when the write wins", () =>
+      run(
+        Effect.gen(function* () {
+          const s = yield* ScheduleStore;
+          yield* s.insert(record("a"));
+          yield* s.claim(claim("a", 1000, 5000));
+          yield* s.claim(claim("a", 2000, 5000));
+          // A stale rev: nothing written, nothing settled.
+          expect(yield* s.replace(record("a", { rev: 2, runCount: 1 }), 7, { claimId: "cron:1000", outcome: "STARTED", executionId: "e1" })).toBe(false);
+          expect(yield* s.replace(record("a", { rev: 2, runCount: 1 }), 1, { claimId: "cron:2000", outcome: "STARTED", executionId: "e2" })).toBe(true);
+          expect(Option.getOrThrow(yield* s.get("a")).runCount).toBe(1);
+          // The settled claim is no longer leased; the other one still is, and is taken over.
+          expect(yield* s.takeExpiredClaims(6000, "b", 20_000, 10)).toEqual([{ ...claim("a", 1000, 20_000, "b") }]);
+        }),
+      ),
+    );
+
     it.effect("request ids: the first response is kept", () =>
       run(
         Effect.gen(function* () {
