@@ -18,9 +18,11 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   FiberMap,
   Option,
   PubSub,
+  Queue,
   Schedule,
   Scope,
   Stream,
@@ -71,6 +73,7 @@ import { OrchestratorConfig } from "./OrchestratorConfig.js";
 import { decodePageToken, encodePageToken, resolvePageSize } from "./paging.js";
 import { hasPermission } from "./permissions.js";
 import { makeRetryStepper, resolveRetryPolicy, validateRetryPolicy } from "./retry.js";
+import { MinHeap } from "./min-heap.js";
 
 /** Everything needed to start one execution. */
 export interface ExecuteCommand {
@@ -125,8 +128,15 @@ interface Live {
   lastCause: unknown;
   readonly usage: Map<number, TokenUsage>;
   readonly policy: PolicyContext;
-  /** Completed when a token budget cannot take the run's reported usage: the run stops. */
-  readonly budgetStop: Deferred.Deferred<BudgetExhausted>;
+  /**
+   * Why the run is being stopped when not cancelled: set (once, and only while nothing else
+   * stops it) right before its fiber is interrupted; the fiber's interruption handler ends it so.
+   */
+  stop: { readonly _tag: "Timeout" } | { readonly _tag: "Budget"; readonly budget: BudgetExhausted } | undefined;
+  /** The run's fiber, once it runs. */
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined;
+  /** When the run times out (epoch ms), once it runs. */
+  deadline: number;
 }
 
 const labelKey = /^[a-z][a-z0-9_.\-/]{0,62}$/;
@@ -149,6 +159,44 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
     const limits = config.operationRateLimit === undefined ? config.limits : { ...config.limits, operation: config.operationRateLimit };
     const fibers = yield* FiberMap.make<string>();
     const live = new Map<string, Live>();
+
+    /** Stops a live run for `why` (interrupting its fiber), unless it is ending or stopping already. */
+    const stopRun = (l: Live, why: NonNullable<Live["stop"]>) =>
+      Effect.suspend(() => {
+        if (l.finished || l.cancelReason !== undefined || l.stop !== undefined || l.fiber === undefined) return Effect.void;
+        l.stop = why;
+        return Fiber.interruptFork(l.fiber);
+      });
+
+    // Run timeouts: one fiber for every execution's deadline (a heap of them, slept until the
+    // earliest), instead of a timer fiber raced against each run. Entries of runs that ended
+    // are dropped as they surface, or all at once when they outnumber the live runs.
+    const deadlines = new MinHeap<string>();
+    const deadlineWake = yield* Queue.sliding<void>(1);
+    const watchDeadline = (l: Live) => {
+      const earliest = deadlines.peek()?.[0];
+      if (deadlines.size > 2 * live.size + 1024) {
+        deadlines.clear();
+        for (const x of live.values()) {
+          if (x !== l && x.fiber !== undefined && !x.finished) deadlines.push([x.deadline, x.record.executionId]);
+        }
+      }
+      deadlines.push([l.deadline, l.record.executionId]);
+      if (earliest === undefined || l.deadline < earliest) Queue.unsafeOffer(deadlineWake, undefined);
+    };
+    yield* Effect.gen(function* () {
+      for (;;) {
+        const now = yield* Clock.currentTimeMillis;
+        for (let top = deadlines.peek(); top !== undefined && top[0] <= now; top = deadlines.peek()) {
+          deadlines.pop();
+          const l = live.get(top[1]);
+          if (l !== undefined && l.deadline === top[0]) yield* stopRun(l, { _tag: "Timeout" });
+        }
+        const next = deadlines.peek();
+        if (next === undefined) yield* Queue.take(deadlineWake);
+        else yield* Effect.raceFirst(Effect.sleep(Duration.millis(next[0] - now)), Queue.take(deadlineWake));
+      }
+    }).pipe(Effect.forkScoped);
     let shuttingDown = false;
     yield* Effect.addFinalizer(() => Effect.sync(() => void (shuttingDown = true)));
 
@@ -352,7 +400,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
               Effect.suspend(() => {
                 l.usage.set(attempt, usage);
                 return policy.usage(l.policy, totalUsage(l)?.totalTokens ?? 0);
-              }).pipe(Effect.catchAll((e) => Deferred.succeed(l.budgetStop, e).pipe(Effect.zipRight(Effect.interruptible(Effect.never))))),
+              }).pipe(Effect.catchAll((e) => stopRun(l, { _tag: "Budget", budget: e }).pipe(Effect.zipRight(Effect.interruptible(Effect.never))))),
           };
           const run = op.run(input, ctx);
           const exit = yield* Effect.exit(
@@ -405,32 +453,34 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       });
 
     /** The fiber of one execution, from RUNNING to its end. */
+    /**
+     * The fiber of one execution, from RUNNING to its end. A timeout (the deadline fiber above),
+     * a token budget (reportUsage) or a cancel interrupts it, having said why: the attempt's
+     * finalizers run, then the interruption handler ends it accordingly.
+     */
     const runExecution = (l: Live, op: Operation, input: unknown) =>
-      Effect.raceFirst(
-        runAttempts(l, op, input).pipe(
-          Effect.timeoutOption(Duration.millis(l.record.timeoutMs)),
-          Effect.map((outcome) => ({ _tag: "Ran" as const, outcome })),
-        ),
-        // The race interrupts the attempt (and waits for its finalizers) when a budget stops the run.
-        Effect.map(Deferred.await(l.budgetStop), (budget) => ({ _tag: "BudgetStopped" as const, budget })),
-      ).pipe(
-        Effect.flatMap((ran) => {
-          if (ran._tag === "BudgetStopped") return stopForBudget(l, ran.budget);
-          const outcome = ran.outcome;
-          if (Option.isNone(outcome)) {
-            return finish(l, "TIMED_OUT", {
-              error: { type: "TIMEOUT", message: `the execution exceeded its timeout of ${l.record.timeoutMs} ms`, retryable: false },
-            }, l.lastCause);
-          }
-          const o = outcome.value;
-          return o._tag === "Succeeded"
-            ? finish(l, "SUCCEEDED", { result: o.result })
-            : finish(l, "FAILED", { error: o.error }, o.cause);
-        }),
-        Effect.onInterrupt(() =>
-          l.cancelReason !== undefined
-            ? finish(l, "CANCELLED", { cancelReason: l.cancelReason, error: { type: "CANCELLED", message: l.cancelReason, retryable: false } })
-            : finish(l, "INTERRUPTED", { error: interruptedDetail(shuttingDown ? "the server shut down while this execution was running" : "the execution was interrupted") }),
+      Effect.withFiberRuntime<void>((fiber) =>
+        Effect.flatMap(Clock.currentTimeMillis, (t) => {
+          l.fiber = fiber;
+          l.deadline = t + l.record.timeoutMs;
+          watchDeadline(l);
+          return runAttempts(l, op, input);
+        }).pipe(
+          Effect.flatMap((o) =>
+            o._tag === "Succeeded" ? finish(l, "SUCCEEDED", { result: o.result }) : finish(l, "FAILED", { error: o.error }, o.cause),
+          ),
+          Effect.onInterrupt(() => {
+            const stop = l.stop;
+            if (stop?._tag === "Budget") return stopForBudget(l, stop.budget);
+            if (stop?._tag === "Timeout") {
+              return finish(l, "TIMED_OUT", {
+                error: { type: "TIMEOUT", message: `the execution exceeded its timeout of ${l.record.timeoutMs} ms`, retryable: false },
+              }, l.lastCause);
+            }
+            return l.cancelReason !== undefined
+              ? finish(l, "CANCELLED", { cancelReason: l.cancelReason, error: { type: "CANCELLED", message: l.cancelReason, retryable: false } })
+              : finish(l, "INTERRUPTED", { error: interruptedDetail(shuttingDown ? "the server shut down while this execution was running" : "the execution was interrupted") });
+          }),
         ),
       );
 
@@ -600,7 +650,9 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         lastCause: undefined,
         usage: new Map(),
         policy: policyContext,
-        budgetStop: yield* Deferred.make<BudgetExhausted>(),
+        stop: undefined,
+        fiber: undefined,
+        deadline: 0,
       };
       live.set(executionId, l);
       yield* CoreMetrics.executionStarted;

@@ -7,51 +7,9 @@ import { Effect, Layer, Option } from "effect";
 import type { Claim, ClaimOutcome, ScheduleFilter, ScheduleRecord } from "../../core/schedule/model.js";
 import { matchesFilter } from "../../core/schedule/model.js";
 import { ScheduleStore, type SchedulePage, type StoredRequest } from "../ScheduleStore.js";
+import { MinHeap, type HeapEntry } from "../../core/min-heap.js";
 
-type Entry = readonly [time: number, id: string];
-
-class MinHeap {
-  private readonly a: Entry[] = [];
-  get size() {
-    return this.a.length;
-  }
-  peek(): Entry | undefined {
-    return this.a[0];
-  }
-  push(e: Entry): void {
-    const a = this.a;
-    a.push(e);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]![0] <= e[0]) break;
-      a[i] = a[p]!;
-      i = p;
-    }
-    a[i] = e;
-  }
-  pop(): Entry | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        const mv = (j: number) => (j === i ? last[0] : a[j]![0]);
-        if (l < a.length && a[l]![0] < mv(m)) m = l;
-        if (r < a.length && a[r]![0] < mv(m)) m = r;
-        if (m === i) break;
-        a[i] = a[m]!;
-        i = m;
-      }
-      a[i] = last;
-    }
-    return top;
-  }
-}
+type Entry = HeapEntry<string>;
 
 interface StoredClaim extends Claim {
   readonly settled: boolean;
@@ -59,7 +17,7 @@ interface StoredClaim extends Claim {
 
 const make = Effect.sync(() => {
   const byId = new Map<string, ScheduleRecord>();
-  const heap = new MinHeap();
+  const heap = new MinHeap<string>();
   const claims = new Map<string, StoredClaim>();
   const requests = new Map<string, StoredRequest>();
   const key = (scheduleId: string, claimId: string) => `${scheduleId}\u0000${claimId}`;
