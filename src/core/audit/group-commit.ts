@@ -123,8 +123,9 @@ export const makeGroupCommit = <A>(options: GroupCommitOptions<A>): Effect.Effec
       const target = appended;
       if (committed >= target || stopped) return Effect.void;
       return Effect.async<void>((resume) => {
+        // The writer needs no wake-up: what is buffered woke it (a wake-up with nothing buffered
+        // would commit an empty batch while others are in flight).
         barriers.push({ target, resume: () => resume(Effect.void) });
-        wakeWriter();
       });
     });
 
