@@ -3,10 +3,13 @@
  * as a commit on another thread or connection ends when it ends: a delivery round first takes in
  * the commits of what was logged before it (so they go out in that round rather than the next),
  * but waits for them one interval at most; and subscribers never see an uncommitted event.
+ * AuditHub: subscribers taking every event share one array per round, which never changes once
+ * handed out.
  */
 import { describe, expect, it } from "@effect/vitest";
 import { Chunk, Deferred, Effect, Fiber, Layer, Stream, TestClock } from "effect";
 import { AuditConfig } from "../../src/core/audit/AuditConfig.js";
+import { AuditHub } from "../../src/core/audit/AuditHub.js";
 import { AuditLog } from "../../src/core/audit/AuditLog.js";
 import { AuditLogger, type AuditEntry, type AuditEvent, type CommitListener, matchesFilter } from "../../src/ports/AuditLogger.js";
 import { admin } from "../support/core.js";
@@ -99,4 +102,52 @@ describe("AuditLog coalesced delivery", () => {
       }).pipe(Effect.provide(layer));
     }),
   );
+});
+
+describe("AuditHub", () => {
+  const ev = (sequence: number, tenant = "acme"): AuditEvent => ({ sequence, time: 0, type: "EXECUTION_SUCCEEDED", principal: { ...admin, tenant } });
+  const seqs = (items: ReadonlyArray<{ readonly event: AuditEvent }>) => items.map((i) => i.event.sequence);
+
+  it("subscribers in step share one array across commits; an array handed out never changes; filtered and late ones get their own", () => {
+    const hub = new AuditHub(0, 16);
+    const a = hub.register(0, {}, 100)!;
+    const b = hub.register(0, {}, 100)!;
+    const f = hub.register(0, { tenant: "other" }, 100)!;
+    hub.publish([ev(1), ev(2)]);
+    hub.publish([ev(3, "other")]);
+    const late = hub.register(2, {}, 100)!;
+    hub.publish([ev(4)]);
+    expect([a.buffered, b.buffered, f.buffered, late.buffered]).toStrictEqual([4, 4, 1, 2]);
+    const ta = hub.take(a);
+    const tb = hub.take(b);
+    expect(ta).toBe(tb);
+    expect(seqs(ta)).toStrictEqual([1, 2, 3, 4]);
+    expect(seqs(hub.take(f))).toStrictEqual([3]);
+    expect(seqs(hub.take(late))).toStrictEqual([3, 4]);
+    // Taken, the shared array is closed: later events go into a new one.
+    hub.publish([ev(5)]);
+    hub.publish([ev(6)]);
+    expect(seqs(ta)).toStrictEqual([1, 2, 3, 4]);
+    // a took after 4; b too; both in step again on the new array.
+    const ta2 = hub.take(a);
+    expect(seqs(ta2)).toStrictEqual([5, 6]);
+    hub.publish([ev(7)]);
+    expect(seqs(ta2)).toStrictEqual([5, 6]);
+    expect(seqs(hub.take(b))).toStrictEqual([5, 6, 7]);
+    expect(seqs(hub.take(a))).toStrictEqual([7]);
+    expect(seqs(hub.take(late))).toStrictEqual([5, 6, 7]);
+  });
+
+  it("with nobody in step, nothing accumulates; a subscriber over its capacity is dropped", () => {
+    const hub = new AuditHub(0, 0);
+    const f = hub.register(0, { tenant: "other" }, 2)!;
+    for (let i = 1; i <= 100; i++) hub.publish([ev(i)]);
+    expect((hub as unknown as { open: unknown }).open).toBeUndefined();
+    const a = hub.register(100, {}, 2)!;
+    hub.publish([ev(101), ev(102)]);
+    hub.publish([ev(103)]);
+    expect(a.overflowed).toBe(true);
+    expect(f.overflowed).toBe(false);
+    expect(hub.size).toBe(1);
+  });
 });

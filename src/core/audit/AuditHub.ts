@@ -39,8 +39,9 @@ export interface HubSubscriber {
   /** Everything matching the filter equally: then it shares each published batch as it is. */
   readonly matchesAll: boolean;
   /**
-   * Waiting events, as the batches they were published in (shared between subscribers, never
-   * modified): appending a batch is one push per subscriber, not one per event.
+   * Waiting events, as the batches they were published in (shared between subscribers, and
+   * never modified once taken; see AuditHub.open): appending a batch is one push per subscriber
+   * at most, not one per event.
    */
   buffer: Array<ReadonlyArray<EventItem>>;
   /** Events in `buffer`. */
@@ -77,13 +78,25 @@ export class AuditHub {
   /** Highest sequence published (or known to be committed, when nobody listened). */
   last: number;
   private readonly subscribers = new Set<HubSubscriber>();
+  /**
+   * The events published since a subscriber last took this array, in one array that grows
+   * with each publish and is shared by every subscriber whose buffer ends with it (those taking
+   * every event, in step). A delivery round then hands each of them this one array, however
+   * many commits it spans, instead of each subscriber copying the batches into an array of its
+   * own (a thousand copies per round, most of the garbage of a round when commits are small
+   * and frequent, as on the SQLite writer thread). The first subscriber to take it closes it:
+   * an array once handed out never changes.
+   */
+  private open: EventItem[] | undefined;
+
   /** Takes everything waiting, in order (the events of several batches, joined). */
-  static take(s: HubSubscriber): ReadonlyArray<EventItem> {
+  take(s: HubSubscriber): ReadonlyArray<EventItem> {
     const batches = s.buffer;
     const n = s.buffered;
     s.buffer = [];
     s.buffered = 0;
     s.ready = false;
+    if (batches.length > 0 && batches[batches.length - 1] === this.open) this.open = undefined;
     if (batches.length === 1) return batches[0]!;
     // A plain copy loop: Array.prototype.flat is several times slower on this path.
     const out = new Array<EventItem>(n);
@@ -126,20 +139,34 @@ export class AuditHub {
     }
     if (items.length === 0) return;
     const first = items[0]!.event.sequence;
+    // Into the open array (see `open`): `items` becomes it, or is appended to it (and is then
+    // shared as it is, never changed, by the subscribers not in step).
+    const open = this.open;
+    if (open === undefined) this.open = items;
+    else for (let i = 0; i < items.length; i++) open.push(items[i]!);
+    let held = false;
     for (const s of this.subscribers) {
-      const mine = s.matchesAll && first > s.after ? items : items.filter((i) => i.event.sequence > s.after && matchesFilter(i.event, s.filter));
+      const all = s.matchesAll && first > s.after;
+      const mine = all ? items : items.filter((i) => i.event.sequence > s.after && matchesFilter(i.event, s.filter));
       if (mine.length > 0) {
         if (s.buffered + mine.length > s.capacity) {
           this.drop(s);
           continue;
         }
-        s.buffer.push(mine);
+        // In step: the open array it already holds has grown by these.
+        if (all && open !== undefined && s.buffer[s.buffer.length - 1] === open) held = true;
+        else {
+          s.buffer.push(mine);
+          if (mine === this.open) held = true;
+        }
         s.buffered += mine.length;
         // Half full: deliver now rather than at the next interval, well before overflowing.
         if (s.buffered * 2 >= s.capacity) this.deliver(s);
       }
       if (this.last > s.examined) s.examined = this.last;
     }
+    // Held by nobody (no subscriber in step), it would only grow.
+    if (!held) this.open = undefined;
     if (this.onPublish !== undefined) this.onPublish();
     else this.wakeAll();
   }
@@ -168,6 +195,7 @@ export class AuditHub {
   skipTo(to: number): void {
     if (this.subscribers.size > 0 || to <= this.last) return;
     this.last = to;
+    this.open = undefined;
     this.ring = [];
     this.ringHead = 0;
     this.ringFrom = to;
