@@ -452,7 +452,6 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         }
       });
 
-    /** The fiber of one execution, from RUNNING to its end. */
     /**
      * The fiber of one execution, from RUNNING to its end. A timeout (the deadline fiber above),
      * a token budget (reportUsage) or a cancel interrupts it, having said why: the attempt's

@@ -321,6 +321,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       settle?: ClaimSettlement,
     ) =>
       Effect.gen(function* () {
+        const settleAlone = settle === undefined ? Effect.void : store.settleClaim(scheduleId, settle.claimId, settle.outcome, settle.executionId);
         let known = start;
         let guessed = false;
         if (known === undefined) {
@@ -333,7 +334,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           else {
             const found = yield* read(scheduleId);
             if (Option.isNone(found)) {
-              if (settle !== undefined) yield* store.settleClaim(scheduleId, settle.claimId, settle.outcome, settle.executionId);
+              yield* settleAlone;
               return Option.none<readonly [A, ScheduleRecord]>();
             }
             r = found.value;
@@ -342,7 +343,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           const out = f(r, yield* now);
           if (out.record === undefined) {
             if (!guessed) {
-              if (settle !== undefined) yield* store.settleClaim(scheduleId, settle.claimId, settle.outcome, settle.executionId);
+              yield* settleAlone;
               return Option.some([out.result, r] as const);
             }
             guessed = false; // nothing to write: decide again on what is stored

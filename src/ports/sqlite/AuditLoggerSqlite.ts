@@ -20,7 +20,7 @@
 import * as SqlClient from "@effect/sql/SqlClient";
 import type { SqlError } from "@effect/sql/SqlError";
 import type { MigrationError } from "@effect/sql/Migrator";
-import { Clock, Effect, Layer, Metric, Schedule } from "effect";
+import { Clock, Effect, identity, Layer, Metric, Schedule } from "effect";
 import type { Worker } from "node:worker_threads";
 import type { Mutable } from "effect/Types";
 import type { JsonObject, Principal } from "../../core/model.js";
@@ -360,8 +360,6 @@ export const makeSqlAuditLogger = (dialect: SqlAuditDialect, options: SqlAuditOp
 
     return AuditLogger.of({ log, flush: writer.flush, read, query, bounds, prune, watch } satisfies AuditLoggerShape);
   });
-
-const identity = <A>(a: A): A => a;
 
 /** SQLITE_BUSY and its variants (BUSY_SNAPSHOT: a read transaction that can no longer write). */
 const isBusy = (e: SqlError): boolean => {
