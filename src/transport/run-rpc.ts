@@ -4,7 +4,7 @@
  * become gRPC statuses.
  */
 import { Effect, Exit, Stream, Tracer, type Cause, type ManagedRuntime } from "effect";
-import type { ConnectError, HandlerContext } from "@connectrpc/connect";
+import { ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { causeToConnectError, type CoreError } from "./error-mapping.js";
 import { inRpcSpan, rpcParentSpan } from "./tracing-interceptor.js";
 
@@ -32,6 +32,14 @@ const aborted = (signal: AbortSignal) =>
   });
 
 /**
+ * The call's end as a stream failure: its deadline passing is DEADLINE_EXCEEDED (connect-node
+ * aborts the signal with that ConnectError), not a stream that ends OK just before the client's
+ * own deadline fires; a client that went away has no status to read, and the stream just ends.
+ */
+const callEnded = (signal: AbortSignal): Effect.Effect<void, ConnectError> =>
+  Effect.flatMap(aborted(signal), () => (signal.reason instanceof ConnectError ? Effect.fail(signal.reason) : Effect.void));
+
+/**
  * A server stream from the core: typed failures end it with their gRPC status, and a client
  * cancel or deadline ends it (interrupting the stream's fibers), under the RPC's span.
  */
@@ -42,7 +50,7 @@ export async function* runStream<A, R>(
 ): AsyncGenerator<A> {
   const items: Stream.Stream<A, ConnectError, R> = stream.pipe(
     Stream.catchAllCause((cause) => Stream.fail(causeToConnectError(cause as Cause.Cause<CoreError>))),
-    Stream.interruptWhen(aborted(ctx.signal)),
+    Stream.interruptWhen(callEnded(ctx.signal)),
   );
   const rt = await runtime.runtime();
   const parent = rpcParentSpan(ctx.values);

@@ -162,6 +162,19 @@ describe("malformed protobuf", () => {
   });
 });
 
+describe("deadlines", () => {
+  it("a server stream whose grpc-timeout passes ends DEADLINE_EXCEEDED, not OK", async () => {
+    // A raw client: it sends the deadline but does not enforce it, so the status is the server's.
+    const r = await h2request(
+      "/orchestrator.v1.AuditService/Subscribe",
+      { "content-type": "application/grpc", te: "trailers", "grpc-timeout": "300m" },
+      envelope(new Uint8Array()),
+    );
+    expect(r.status).toBe(200);
+    expect(grpcStatus(r).code).toBe(4);
+  });
+});
+
 describe("wrong content type", () => {
   it("HTTP/2: 415 Unsupported Media Type", async () => {
     const r = await h2request("/grpc.health.v1.Health/Check", { "content-type": "text/plain" }, Buffer.from("hello"));
