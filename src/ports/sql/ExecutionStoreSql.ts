@@ -21,6 +21,7 @@ import type {
 } from "../../core/model.js";
 import { terminalStates } from "../../core/model.js";
 import { ExecutionStore, type InsertResult } from "../ExecutionStore.js";
+import { makeGroupCommit } from "./group-commit.js";
 
 /** A stored row that does not decode back into a record; the cause of the StoreError. */
 export class CorruptRow extends Data.TaggedError("CorruptRow")<{
@@ -167,10 +168,18 @@ export interface ExecutionStoreDialect {
   readonly orphaned?: (sql: SqlClient.SqlClient, now: number) => Fragment;
   /** See ExecutionStoreShape.recoverEvery. */
   readonly recoverEvery?: Duration.Duration;
+  /**
+   * Inserts and updates share commits (group-commit.ts). For a database one process owns: rows
+   * that other instances also write could deadlock a shared transaction.
+   */
+  readonly groupCommit?: boolean;
 }
 
 export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient;
+  // Inserts and updates come in bursts (every running execution writes at its start and end):
+  // they share commits where the dialect allows it; otherwise each is a transaction of its own.
+  const grouped = makeGroupCommit(sql, dialect.groupCommit === true);
   const rowOf = (r: ExecutionRecord) => (dialect.extraColumns === undefined ? executionRow(r) : { ...executionRow(r), ...dialect.extraColumns });
 
   const storeError = (operation: string) => (cause: unknown) => new StoreError({ operation, cause });
@@ -212,29 +221,27 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
   });
 
   const insert = Effect.fn(`${dialect.name}.insert`)(function* (record: ExecutionRecord) {
-    return yield* sql
-      .withTransaction(
-        Effect.gen(function* () {
-          // The UNIQUE constraint decides who wins a race on the request id; the loser sees no
-          // row returned and reads the winner back within the same transaction.
-          const inserted = yield* sql`
-            INSERT INTO executions ${sql.insert(rowOf(record))}
-            ON CONFLICT (principal_subject, request_id) DO NOTHING
-            RETURNING execution_id`;
-          if (inserted.length > 0) {
-            yield* insertAttempts(record);
-            return { _tag: "Inserted" } as InsertResult;
-          }
-          const existing = yield* selectOne(
-            sql`principal_subject = ${record.principal.subject} AND request_id = ${record.requestId ?? null}`,
-          );
-          if (Option.isNone(existing)) {
-            return yield* new CorruptRow({ table: "executions", key: record.executionId, cause: "conflict without a row" });
-          }
-          return { _tag: "Duplicate", existing: existing.value } as InsertResult;
-        }),
-      )
-      .pipe(Effect.mapError(storeError("insert")));
+    return yield* grouped(
+      Effect.gen(function* () {
+        // The UNIQUE constraint decides who wins a race on the request id; the loser sees no
+        // row returned and reads the winner back within the same transaction.
+        const inserted = yield* sql`
+          INSERT INTO executions ${sql.insert(rowOf(record))}
+          ON CONFLICT (principal_subject, request_id) DO NOTHING
+          RETURNING execution_id`;
+        if (inserted.length > 0) {
+          yield* insertAttempts(record);
+          return { _tag: "Inserted" } as InsertResult;
+        }
+        const existing = yield* selectOne(
+          sql`principal_subject = ${record.principal.subject} AND request_id = ${record.requestId ?? null}`,
+        );
+        if (Option.isNone(existing)) {
+          return yield* new CorruptRow({ table: "executions", key: record.executionId, cause: "conflict without a row" });
+        }
+        return { _tag: "Duplicate", existing: existing.value } as InsertResult;
+      }),
+    ).pipe(Effect.mapError(storeError("insert")));
   });
 
   // An execution's identity, input, owner and policies never change after insert: an update
@@ -269,18 +276,16 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
     );
 
   const update = Effect.fn(`${dialect.name}.update`)(function* (record: ExecutionRecord) {
-    yield* sql
-      .withTransaction(
-        Effect.gen(function* () {
-          const changed = yield* sql`
-            UPDATE executions SET ${sql.update(changingColumns(record))}
-            WHERE execution_id = ${record.executionId}
-            RETURNING execution_id`;
-          if (changed.length === 0) return yield* new ExecutionNotFound({ executionId: record.executionId });
-          if (record.attempts.length > 0) yield* upsertAttempts(record);
-        }),
-      )
-      .pipe(Effect.mapError(storeError("update")));
+    yield* grouped(
+      Effect.gen(function* () {
+        const changed = yield* sql`
+          UPDATE executions SET ${sql.update(changingColumns(record))}
+          WHERE execution_id = ${record.executionId}
+          RETURNING execution_id`;
+        if (changed.length === 0) return yield* new ExecutionNotFound({ executionId: record.executionId });
+        if (record.attempts.length > 0) yield* upsertAttempts(record);
+      }),
+    ).pipe(Effect.mapError(storeError("update")));
   });
 
   const get = Effect.fn(`${dialect.name}.get`)(function* (executionId: string) {

@@ -14,6 +14,7 @@ export const ExecutionStoreSqlite: Layer.Layer<ExecutionStore, never, SqlClient.
   ExecutionStore,
   makeExecutionStore({
     name: "ExecutionStoreSqlite",
+    groupCommit: true,
     // json_each compares the key as a bound value: no JSON path is built from it, so no key
     // (whatever its characters) can change the query.
     labelEquals: (sql, key, value) => sql`EXISTS (
