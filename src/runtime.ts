@@ -26,6 +26,7 @@ import { AuditLoggerSqlite } from "./ports/sqlite/AuditLoggerSqlite.js";
 import { ApiKeyStoreSqlite } from "./ports/sqlite/ApiKeyStoreSqlite.js";
 import { PgDatabase } from "./ports/postgres/PgDatabase.js";
 import { PgInstanceLayer } from "./ports/postgres/PgInstance.js";
+import { InstanceBusPostgres } from "./ports/postgres/InstanceBusPostgres.js";
 import { ExecutionStorePostgres } from "./ports/postgres/ExecutionStorePostgres.js";
 import { AuditLoggerPostgres } from "./ports/postgres/AuditLoggerPostgres.js";
 import { ApiKeyStoreSql } from "./ports/sql/ApiKeyStoreSql.js";
@@ -68,7 +69,8 @@ export function storesLayer(config: Pick<ServerConfig, "dataDir" | "databaseUrl"
     return Layer.mergeAll(ExecutionStoreSqlite, AuditLoggerSqlite, ApiKeyStoreSqlite, ScheduleStoreSqlite).pipe(Layer.provide(SqliteDatabase.layer(config.dataDir)));
   }
   const database = PgDatabase.layer(config.databaseUrl);
-  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerPostgres, ApiKeyStoreSql, ScheduleStorePostgres).pipe(
+  // The instances tell each other of schedule fires and CANCEL_OTHER requests (NOTIFY/LISTEN).
+  return Layer.mergeAll(ExecutionStorePostgres, AuditLoggerPostgres, ApiKeyStoreSql, ScheduleStorePostgres, InstanceBusPostgres).pipe(
     Layer.provide(PgInstanceLayer.layer()),
     Layer.provideMerge(database),
   );

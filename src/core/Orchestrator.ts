@@ -818,6 +818,12 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       /** Executions running in this process now. */
       running: () => live.size,
 
+      /** Whether this execution runs in this process (not ended, not elsewhere). */
+      runsHere: (executionId: string) => {
+        const l = live.get(executionId);
+        return l !== undefined && !l.finished;
+      },
+
       /**
        * The ended record of an execution, waiting for it if it runs in this process (without
        * cancelling it when the waiter is interrupted); a stored record as it is otherwise

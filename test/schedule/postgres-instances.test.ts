@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { OverlapPolicy, ScheduleService } from "../../gen/orchestrator/v1/schedule_service_pb.js";
-import { ExecutionService } from "../../gen/orchestrator/v1/execution_service_pb.js";
+import { OverlapPolicy, ScheduleService, type ScheduleEvent } from "../../gen/orchestrator/v1/schedule_service_pb.js";
+import { ExecutionService, ExecutionState } from "../../gen/orchestrator/v1/execution_service_pb.js";
 import { spawnServer, type ServerProcess } from "../support/server.js";
 import { startPostgres, type PostgresServer } from "../support/postgres.js";
 
@@ -20,6 +20,7 @@ beforeAll(async () => (pg = await startPostgres()));
 afterAll(() => pg?.stop());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const warnings = (s: ServerProcess) => JSON.stringify(s.logs.filter((l) => l["level"] !== "info").map((l) => [l["msg"], l["args"]]));
 const schedules = 50;
 
 describe("schedules on several instances sharing PostgreSQL", () => {
@@ -93,6 +94,69 @@ describe("schedules on several instances sharing PostgreSQL", () => {
       expect(takeovers).toBeGreaterThan(0);
     } finally {
       await Promise.all(servers.map((s) => s.stop()));
+    }
+  });
+
+  it("WatchSchedule on one instance sees what another does; CANCEL_OTHER cancels a run of another instance", { timeout: 60_000 }, async () => {
+    const url = await pg.createDatabase();
+    const a = await spawnServer(["--demo-operations", "--database-url", url]);
+    const b = await spawnServer(["--demo-operations", "--database-url", url]).catch(async (e: unknown) => {
+      await a.stop();
+      throw e;
+    });
+    const watching = new AbortController();
+    try {
+      const onA = createClient(ScheduleService, createGrpcTransport({ baseUrl: a.baseUrl }));
+      const onB = createClient(ScheduleService, createGrpcTransport({ baseUrl: b.baseUrl }));
+      const executionsOnB = createClient(ExecutionService, createGrpcTransport({ baseUrl: b.baseUrl }));
+      await onA.createSchedule({
+        scheduleId: "long-runs",
+        schedule: {
+          // Once a year: only the triggers below run it.
+          spec: { cronExpressions: ["0 0 1 1 *"] },
+          action: { operation: "demo.sleep", input: { durationMs: 60_000 } },
+          policy: { overlapPolicy: OverlapPolicy.CANCEL_OTHER },
+        },
+      });
+      // A watcher connected to B.
+      const seen: ScheduleEvent[] = [];
+      let snapshot: () => void = () => {};
+      const started = new Promise<void>((resolve) => (snapshot = resolve));
+      const watch = (async () => {
+        for await (const m of onB.watchSchedule({ scheduleId: "long-runs" }, { signal: watching.signal })) {
+          seen.push(m.event!);
+          if (m.event!.kind.case === "snapshot") snapshot();
+        }
+      })().catch(() => {});
+      await started;
+      const until = async (what: string, ok: () => boolean) => {
+        for (let i = 0; i < 200 && !ok(); i++) await sleep(50);
+        if (!ok()) throw new Error(`waited 10 s for ${what}; the watcher on B saw ${JSON.stringify(seen.map((e) => e.kind.case))}; warnings of A: ${warnings(a)}; of B: ${warnings(b)}`);
+      };
+      const runOf = (kind: string, executionId: string) => () => seen.some((e) => e.kind.case === kind && e.kind.value !== undefined && "executionId" in e.kind.value && e.kind.value.executionId === executionId);
+
+      // A starts the first run: B's watcher hears of it.
+      const first = await onA.triggerSchedule({ scheduleId: "long-runs" });
+      const firstId = first.run!.executionId;
+      expect(firstId).not.toBe("");
+      await until("A's fire", runOf("fired", firstId));
+
+      // B gets the next slot while A's run is going: CANCEL_OTHER stops A's run, and the slot that
+      // waited starts when it has ended.
+      await onB.triggerSchedule({ scheduleId: "long-runs" });
+      await until("the end of A's run", runOf("runEnded", firstId));
+      const ended = await executionsOnB.getExecution({ executionId: firstId });
+      expect(ended.execution!.state).toBe(ExecutionState.CANCELLED);
+      expect(ended.execution!.error?.message).toContain("CANCEL_OTHER");
+      await until("the waiting slot's start", () => seen.some((e) => e.kind.case === "fired" && e.kind.value.executionId !== firstId));
+      const second = seen.find((e) => e.kind.case === "fired" && e.kind.value.executionId !== firstId)!;
+      const secondId = second.kind.case === "fired" ? second.kind.value.executionId : "";
+      expect((await executionsOnB.getExecution({ executionId: secondId })).execution!.state).toBe(ExecutionState.RUNNING);
+      watching.abort();
+      await watch;
+    } finally {
+      watching.abort();
+      await Promise.all([a.stop(), b.stop()]);
     }
   });
 });

@@ -23,8 +23,9 @@
  * record, written with the same compare-and-set, so every instance sees them. A running entry of
  * another instance counts until its execution is seen ended in the store (or, for a start that
  * never completed, until the lease passes). Runs end in the process that started them; that
- * process starts the next buffered slot. CANCEL_OTHER cancels active runs of this process (the
- * core can cancel only its own); a run in another instance is waited for.
+ * process starts the next buffered slot. CANCEL_OTHER cancels the active runs: those of this
+ * process directly, those of another instance by asking it through the InstanceBus (it cancels
+ * the run; the run's end there starts the slot that waits).
  *
  * Catch-up. Slots that passed while no instance ran (or the engine lagged) are found when the
  * schedule next comes due: those within policy.catchup_window run oldest first, through the
@@ -33,8 +34,9 @@
  * pausing clears the cursor and resuming restarts it from the next slot after now. Counting is
  * bounded (200,000 slots scanned per catch-up): beyond that, older slots are skipped uncounted.
  *
- * WatchSchedule streams this process's events: with several instances, a watcher sees the fires
- * and run ends of the instance it is connected to (AuditService.Subscribe has them all).
+ * WatchSchedule streams this process's events and, through the InstanceBus, those of the other
+ * instances sharing the store (best effort: one lost while the bus reconnects is not replayed;
+ * AuditService.Subscribe has them all, durably).
  */
 import { createHash, randomUUID } from "node:crypto";
 import {
@@ -54,6 +56,7 @@ import {
   Stream,
 } from "effect";
 import { AuditLogger, type AuditEntry } from "../../ports/AuditLogger.js";
+import { InstanceBus } from "../../ports/InstanceBus.js";
 import { ScheduleStore, type ClaimSettlement } from "../../ports/ScheduleStore.js";
 import {
   BackfillTooLarge,
@@ -170,7 +173,12 @@ type Dispatched =
 
 type Decision =
   | { readonly _tag: "Start"; readonly slot: BufferedRun }
-  | { readonly _tag: "Buffer"; readonly cancel: ReadonlyArray<string>; readonly dropped: ReadonlyArray<BufferedRun> }
+  | {
+      readonly _tag: "Buffer";
+      /** Runs CANCEL_OTHER stops: in this process (`here`), or in another instance (told through the bus). */
+      readonly cancel: ReadonlyArray<{ readonly executionId: string; readonly here: boolean }>;
+      readonly dropped: ReadonlyArray<BufferedRun>;
+    }
   | { readonly _tag: "Skip" }
   | { readonly _tag: "Gone" };
 
@@ -211,6 +219,51 @@ const fingerprint = (method: string, v: unknown) => createHash("sha256").update(
 const maxSlotsScanned = 200_000;
 /** Individual MISSED watch events per catch-up (the count and the audit row cover the rest). */
 const maxMissedEvents = 100;
+
+/** InstanceBus channels: schedule events (JSON ScheduleEvent), CANCEL_OTHER requests (CancelMessage). */
+const eventsChannel = "orchestrator_schedule_events";
+const cancelChannel = "orchestrator_schedule_cancel";
+
+interface CancelMessage {
+  readonly scheduleId: string;
+  readonly executionId: string;
+  readonly reason: string;
+}
+
+/** An error's message as other instances get it: bounded, so that an event fits a bus message. */
+const maxRemoteMessage = 1_000;
+
+/** An event as sent to the other instances: error messages cut to maxRemoteMessage, details left out. */
+const forOtherInstances = (e: ScheduleEvent): ScheduleEvent => {
+  if (e.kind._tag === "Snapshot" || e.kind._tag === "Deleted" || e.kind.run.error === undefined) return e;
+  const { details: _details, ...error } = e.kind.run.error;
+  const message = error.message.length > maxRemoteMessage ? `${error.message.slice(0, maxRemoteMessage)}…` : error.message;
+  return { ...e, kind: { ...e.kind, run: { ...e.kind.run, error: { ...error, message } } } };
+};
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+
+/** A bus message back into an event or a cancel request; undefined for anything else. */
+const decodeEvent = (text: string): ScheduleEvent | undefined => {
+  try {
+    const v: unknown = JSON.parse(text);
+    return isRecord(v) && typeof v["scheduleId"] === "string" && typeof v["time"] === "number" && isRecord(v["kind"]) && typeof v["kind"]["_tag"] === "string"
+      ? (v as unknown as ScheduleEvent)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+};
+const decodeCancel = (text: string): CancelMessage | undefined => {
+  try {
+    const v: unknown = JSON.parse(text);
+    return isRecord(v) && typeof v["scheduleId"] === "string" && typeof v["executionId"] === "string" && typeof v["reason"] === "string"
+      ? (v as unknown as CancelMessage)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+};
 
 export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Scheduler", {
   scoped: Effect.gen(function* () {
@@ -274,8 +327,15 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
 
     const now = Clock.currentTimeMillis;
     const signal = Queue.offer(wake, undefined).pipe(Effect.asVoid);
+    // Instances sharing the store hear of each other's fires (WatchSchedule) and CANCEL_OTHER
+    // requests through the bus; alone (no bus), events stay in this process.
+    const bus = Option.getOrUndefined(yield* Effect.serviceOption(InstanceBus));
     const publish = (scheduleId: string, kind: ScheduleEventKind) =>
-      Effect.flatMap(now, (time) => PubSub.publish(events, { scheduleId, time, kind }));
+      Effect.flatMap(now, (time) => {
+        const event: ScheduleEvent = { scheduleId, time, kind };
+        const local = PubSub.publish(events, event);
+        return bus === undefined ? local : Effect.zipRight(local, bus.send(eventsChannel, JSON.stringify(forOtherInstances(event))));
+      });
 
     /** The compiled spec of a stored schedule (cached by its spec). */
     const compiledEither = (r: ScheduleRecord): Either.Either<CompiledSpec, InvalidScheduleSpec> => {
@@ -468,7 +528,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             : { record: { ...r, running, buffer: [...r.buffer, slot] }, decision: { _tag: "Buffer", cancel: [], dropped: [] } };
         case "CANCEL_OTHER": {
           // The newest slot wins: earlier waiting slots are dropped (counted as skipped).
-          const cancel = running.flatMap((e) => (e.instanceId === me && e.executionId !== undefined ? [e.executionId] : []));
+          const cancel = running.flatMap((e) => (e.executionId !== undefined ? [{ executionId: e.executionId, here: e.instanceId === me }] : []));
           return {
             record: { ...r, running, buffer: [slot], overlapSkippedCount: r.overlapSkippedCount + r.buffer.length },
             decision: { _tag: "Buffer", cancel, dropped: r.buffer },
@@ -669,11 +729,11 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               yield* auditSchedule(r, { type: "SCHEDULE_SKIPPED", reason: "overlap policy CANCEL_OTHER: a newer slot replaced it", details: { nominal_time: dropped.nominalTime, kind: dropped.kind, overlap_policy: "CANCEL_OTHER" } });
               yield* publish(claim.scheduleId, { _tag: "Skipped", run: { nominalTime: dropped.nominalTime, kind: dropped.kind } });
             }
-            for (const executionId of d.cancel) {
-              yield* FiberSet.run(
-                fibers,
-                orchestrator.cancel(r.owner, executionId, `cancelled by schedule ${claim.scheduleId}: overlap policy CANCEL_OTHER`).pipe(Effect.ignore),
-              );
+            for (const { executionId, here } of d.cancel) {
+              const reason = `cancelled by schedule ${claim.scheduleId}: overlap policy CANCEL_OTHER`;
+              if (here) yield* FiberSet.run(fibers, orchestrator.cancel(r.owner, executionId, reason).pipe(Effect.ignore));
+              // Another instance runs it: that instance cancels it when told (its end starts what waits).
+              else if (bus !== undefined) yield* bus.send(cancelChannel, JSON.stringify({ scheduleId: claim.scheduleId, executionId, reason } satisfies CancelMessage));
             }
             return { _tag: "Buffered", run } as const;
           }
@@ -835,6 +895,30 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       Effect.repeat(Schedule.spaced(Duration.millis(Math.max(100, Math.floor(settings.leaseMs / 3))))),
       Effect.forkScoped,
     );
+
+    // What the other instances sharing the store send: their events, to this process's watchers;
+    // CANCEL_OTHER requests for runs of this process, carried out as the schedule's owner.
+    if (bus !== undefined) {
+      yield* bus.receive(eventsChannel).pipe(
+        Stream.runForEach((text) => {
+          const e = decodeEvent(text);
+          return e === undefined ? Effect.logWarning("schedule: an unreadable event from another instance was ignored") : PubSub.publish(events, e);
+        }),
+        Effect.forkScoped,
+      );
+      yield* bus.receive(cancelChannel).pipe(
+        Stream.runForEach((text) =>
+          Effect.gen(function* () {
+            const c = decodeCancel(text);
+            if (c === undefined || !orchestrator.runsHere(c.executionId)) return;
+            const r = yield* store.get(c.scheduleId).pipe(Effect.orElseSucceed(() => Option.none<ScheduleRecord>()));
+            if (Option.isNone(r)) return;
+            yield* FiberSet.run(fibers, orchestrator.cancel(r.value.owner, c.executionId, c.reason).pipe(Effect.ignore));
+          }),
+        ),
+        Effect.forkScoped,
+      );
+    }
 
     // ---- the API ------------------------------------------------------------------------------
 

@@ -1,0 +1,56 @@
+/**
+ * InstanceBus over PostgreSQL: NOTIFY to send, LISTEN to receive, on the database the instances
+ * share. Each message is prefixed with the sending instance's id so that an instance skips its
+ * own (a session hears its own notifications). Sends go through one fiber in order, off the
+ * caller's path: a caller never waits for the database to pass a message on, and a database that
+ * is down costs lost messages (logged), not stalled fires. A LISTEN that fails or ends is
+ * reconnected.
+ */
+import * as PgClient from "@effect/sql-pg/PgClient";
+import { Data, Effect, Layer, Queue, Schedule, Stream } from "effect";
+import { InstanceBus, maxMessageBytes } from "../InstanceBus.js";
+import { PgInstance } from "./PgInstance.js";
+
+class ListenEnded extends Data.TaggedError("ListenEnded") {
+  override get message() {
+    return "the LISTEN connection ended";
+  }
+}
+
+/** Messages waiting to be sent; beyond this (a database down for long) the oldest are dropped. */
+const maxWaiting = 10_000;
+
+export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgClient | PgInstance> = Layer.scoped(
+  InstanceBus,
+  Effect.gen(function* () {
+    const pg = yield* PgClient.PgClient;
+    const me = (yield* PgInstance).instanceId;
+    const outbox = yield* Queue.sliding<readonly [channel: string, payload: string]>(maxWaiting);
+    yield* Queue.takeBetween(outbox, 1, 256).pipe(
+      Effect.flatMap((batch) =>
+        // pg_notify, not PgClient.notify: the latter sends `NOTIFY channel, $1`, which PostgreSQL
+        // does not accept with a bound payload.
+        Effect.forEach(batch, ([channel, payload]) => pg`SELECT pg_notify(${channel}, ${payload})`.pipe(Effect.catchAll((e) => Effect.logWarning(`instance bus: NOTIFY ${channel} failed; message lost`, e))), { discard: true }),
+      ),
+      Effect.forever,
+      Effect.forkScoped,
+    );
+    const prefix = `${me}:`;
+    return InstanceBus.of({
+      send: (channel, message) =>
+        Effect.suspend(() => {
+          if (Buffer.byteLength(message) > maxMessageBytes) return Effect.logWarning(`instance bus: a message of ${Buffer.byteLength(message)} bytes on ${channel} is over ${maxMessageBytes}; not sent`);
+          return Queue.offer(outbox, [channel, prefix + message]).pipe(Effect.asVoid);
+        }),
+      receive: (channel) =>
+        pg.listen(channel).pipe(
+          Stream.concat(Stream.fail(new ListenEnded())),
+          Stream.tapErrorCause((cause) => Effect.logWarning(`instance bus: LISTEN ${channel} failed; reconnecting`, cause)),
+          Stream.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+          Stream.orDie,
+          Stream.filter((payload) => !payload.startsWith(prefix)),
+          Stream.map((payload) => payload.slice(payload.indexOf(":") + 1)),
+        ),
+    });
+  }),
+);
