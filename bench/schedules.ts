@@ -18,10 +18,20 @@
  *    sqlite|memory): in the process that ran the lag cases, RSS would also count what their
  *    backlogs left behind in the heap.
  *
+ * 3. Floor (the baseline of the aligned case): what the database alone needs for one second of
+ *    1,000 aligned fires, with no orchestrator code at all: raw better-sqlite3 on a database
+ *    migrated by the server's own code, in ONE transaction, per schedule: the schedule row
+ *    advanced (its stored record rewritten, as firing does), its claim inserted, its execution row
+ *    inserted. A run starts only once its claim and execution are committed (that is what makes
+ *    a slot fire once across a crash), so 1,000 runs due at one instant cannot all have started
+ *    sooner than this after it, whatever the engine does.
+ *
  * Targets (issue #6): p99 lag ≤ 10 ms with 1,000 schedules firing every second; ≤ 300 MB RSS
  * with 100,000 schedules held.
  */
 import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +54,15 @@ import { AuditLoggerSqlite } from "../src/ports/sqlite/AuditLoggerSqlite.js";
 import { ExecutionStoreSqlite } from "../src/ports/sqlite/ExecutionStoreSqlite.js";
 import { ScheduleStoreSqlite } from "../src/ports/sqlite/ScheduleStoreSqlite.js";
 import { SqliteDatabase } from "../src/ports/sqlite/SqliteDatabase.js";
+
+// better-sqlite3 ships no types; the little of it used here, typed.
+interface RawDatabase {
+  pragma(text: string): unknown;
+  prepare(sql: string): { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] };
+  transaction<F extends (...args: never[]) => void>(fn: F): F;
+  close(): void;
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: string) => RawDatabase;
 
 const envInt = (name: string, fallback: number): number => {
   const raw = process.env[name];
@@ -147,6 +166,49 @@ async function lagCase(name: string, firing: number, jitterMs: number | undefine
   }
 }
 
+/** See "Floor" in the header: the median over rounds, in ms, for `firing` schedules. */
+async function floorCase(firing: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "bench-schedules-floor-"));
+  const rt = runtimeFor(dir, "sqlite");
+  try {
+    // Real schedules, stored by the server's code (hourly: none fires while measured).
+    await rt.runPromise(
+      Effect.gen(function* () {
+        const s = yield* Scheduler;
+        for (let i = 0; i < firing; i++) yield* s.create(owner, { scheduleId: `f-${i}`, schedule: definition("0 * * * *", undefined) });
+      }),
+    );
+  } finally {
+    await rt.dispose();
+  }
+  const db = new Database(join(dir, SqliteDatabase.databaseFileName));
+  db.pragma("synchronous = NORMAL");
+  const schedules = db.prepare("SELECT schedule_id, record FROM schedules").all() as Array<{ schedule_id: string; record: string }>;
+  const advance = db.prepare("UPDATE schedules SET next_fire_time = ?, rev = rev + 1, record = ? WHERE schedule_id = ?");
+  const claim = db.prepare("INSERT INTO schedule_claims (schedule_id, claim_id, nominal_time, kind, overlap, instance_id, lease_until) VALUES (?, ?, ?, 'CRON', NULL, 'bench', ?)");
+  const columns = ["execution_id", "operation", "state", "principal_subject", "principal_tenant", "principal", "labels", "request_id", "schedule_id", "nominal_time", "input", "result", "error", "token_usage", "trace_id", "create_time", "start_time", "end_time", "retry_policy", "timeout_ms", "attempt_timeout_ms", "next_attempt_time", "cancel_reason"];
+  const insert = db.prepare(`INSERT INTO executions (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`);
+  const principal = JSON.stringify(owner);
+  const retry = JSON.stringify({ maxAttempts: 3, initialIntervalMs: 1000, backoffCoefficient: 2, maxIntervalMs: 60000, nonRetryableErrorTypes: [] });
+  const second = db.transaction((t: number) => {
+    for (const s of schedules) {
+      const record = JSON.parse(s.record) as ScheduleRecord;
+      advance.run(t + 1000, JSON.stringify({ ...record, nextFireTime: t + 1000, runCount: record.runCount + 1 }), s.schedule_id);
+      claim.run(s.schedule_id, `cron:${t}`, t, t + 10_000);
+      insert.run(randomUUID(), "demo.echo", "PENDING", owner.subject, owner.tenant, principal, "{}", null, s.schedule_id, t, '{"message":"tick"}', null, null, null, null, t, null, null, retry, 60_000, null, null, null);
+    }
+  });
+  const times: number[] = [];
+  for (let round = 0; round < 7; round++) {
+    const start = performance.now();
+    second(1_800_000_000_000 + round * 1000);
+    times.push(performance.now() - start);
+  }
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+}
+
 async function heldCase(store: "sqlite" | "memory") {
   const dir = mkdtempSync(join(tmpdir(), "bench-schedules-held-"));
   const rt = runtimeFor(dir, store);
@@ -218,9 +280,11 @@ if (onlyHeld === "sqlite" || onlyHeld === "memory") {
 console.log(`node ${process.version}, ${(globalThis as { gc?: unknown }).gc === undefined ? "no --expose-gc (RSS without a forced GC)" : "--expose-gc"}`);
 const results: string[] = [];
 for (const n of firingCounts) {
+  const floor = await floorCase(n);
+  console.log(`floor     ${n} schedules: advance + claim + execution row, raw better-sqlite3, one transaction: ${floor.toFixed(1)} ms (${((floor * 1000) / n).toFixed(1)} µs per fire)`);
   const aligned = await lagCase("aligned", n, undefined);
   const jittered = await lagCase("jittered", n, 1_000);
-  results.push(`${n} schedules: aligned p99 ${aligned.p99} ms, jittered p99 ${jittered.p99} ms`);
+  results.push(`${n} schedules: aligned p99 ${aligned.p99} ms (${(aligned.p99 / floor).toFixed(1)}× the floor of ${floor.toFixed(1)} ms), jittered p99 ${jittered.p99} ms`);
 }
 const sqliteRss = heldInChild("sqlite");
 const memoryRss = heldInChild("memory");
