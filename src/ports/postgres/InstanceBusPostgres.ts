@@ -7,7 +7,7 @@
  * reconnected.
  */
 import * as PgClient from "@effect/sql-pg/PgClient";
-import { Data, Effect, Layer, Queue, Schedule, Stream } from "effect";
+import { Chunk, Data, Effect, Layer, Queue, Schedule, Stream } from "effect";
 import { InstanceBus, maxMessageBytes } from "../InstanceBus.js";
 import { PgInstance } from "./PgInstance.js";
 
@@ -26,11 +26,14 @@ export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgCli
     const pg = yield* PgClient.PgClient;
     const me = (yield* PgInstance).instanceId;
     const outbox = yield* Queue.sliding<readonly [channel: string, payload: string]>(maxWaiting);
+    // What waits goes in one statement (one round trip, however many messages): pg_notify, not
+    // PgClient.notify, which sends `NOTIFY channel, $1` and PostgreSQL does not take a bound payload.
     yield* Queue.takeBetween(outbox, 1, 256).pipe(
+      Effect.map(Chunk.toReadonlyArray),
       Effect.flatMap((batch) =>
-        // pg_notify, not PgClient.notify: the latter sends `NOTIFY channel, $1`, which PostgreSQL
-        // does not accept with a bound payload.
-        Effect.forEach(batch, ([channel, payload]) => pg`SELECT pg_notify(${channel}, ${payload})`.pipe(Effect.catchAll((e) => Effect.logWarning(`instance bus: NOTIFY ${channel} failed; message lost`, e))), { discard: true }),
+        pg
+          .unsafe(`SELECT ${batch.map((_, i) => `pg_notify($${2 * i + 1}, $${2 * i + 2})`).join(", ")}`, batch.flat())
+          .pipe(Effect.catchAll((e) => Effect.logWarning(`instance bus: NOTIFY failed; ${batch.length} message(s) lost`, e))),
       ),
       Effect.forever,
       Effect.forkScoped,
