@@ -6,7 +6,7 @@
 import * as SqlClient from "@effect/sql/SqlClient";
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient";
 import { describe, expect, it } from "@effect/vitest";
-import { Effect, Either, Layer } from "effect";
+import { Cause, Effect, Either, Exit, Layer } from "effect";
 import { join } from "node:path";
 import { makeGroupCommit } from "../../src/ports/sql/group-commit.js";
 import { ExecutionStore } from "../../src/ports/ExecutionStore.js";
@@ -84,6 +84,30 @@ describe("group commit", () => {
         expect(Either.isLeft(dup[0]!)).toBe(true);
         expect(Either.isRight(dup[1]!)).toBe(true);
         expect(yield* ids(sql)).toStrictEqual([1, 3, 4, 10, 30]);
+      }).pipe(Effect.provide(client(dir)));
+    }),
+  );
+
+  it.scoped("a database failure in a batch (SQLITE_FULL) gives the batch up: each write is tried alone and hears its own outcome", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir;
+      yield* Effect.gen(function* () {
+        const sql = yield* setup;
+        const grouped = makeGroupCommit(sql, true);
+        // The file may not grow past a few pages: a 1 MB row cannot be stored.
+        const pages = (yield* sql<{ page_count: number }>`PRAGMA page_count`)[0]!.page_count;
+        yield* sql.unsafe(`PRAGMA max_page_count = ${pages + 4}`);
+        const results = yield* Effect.forEach(
+          [1, 2, 3],
+          (id) => grouped(sql`INSERT INTO t (id, v) VALUES (${id}, ${id === 2 ? "x".repeat(1_000_000) : "small"})`).pipe(Effect.exit),
+          { concurrency: "unbounded" },
+        );
+        // The big write fails (SQLite rolls its whole transaction back on SQLITE_FULL, so
+        // @effect/sql's ROLLBACK after it dies: a defect, as it is without grouping); the others are
+        // stored and told so.
+        expect(results.map(Exit.isSuccess)).toStrictEqual([true, false, true]);
+        expect(Cause.pretty((results[1] as Exit.Failure<unknown, unknown>).cause)).toMatch(/SqlError/);
+        expect(yield* ids(sql)).toStrictEqual([1, 3]);
       }).pipe(Effect.provide(client(dir)));
     }),
   );

@@ -10,13 +10,18 @@
  * every writer only once the transaction has committed. A writer learns its outcome exactly as
  * if it had committed alone: nothing it wrote is visible to it as committed before it is.
  *
- * A write made inside a transaction the caller already holds runs at once, in it: the leader
- * could not take the connection that transaction holds, and the caller's commit is the one
- * that counts anyway.
+ * A write made inside a transaction the caller already holds runs at once, in a savepoint of it:
+ * the leader could not take the connection that transaction holds, and the caller's commit is
+ * the one that counts anyway.
+ *
+ * If the database itself fails during a batch (a defect, or an SqlError such as SQLITE_FULL,
+ * which may roll back the whole transaction and with it the writes before), the batch is given up
+ * and each of its writes is tried again in a transaction of its own: no writer is told its write
+ * is stored when it is not.
  */
 import * as SqlClient from "@effect/sql/SqlClient";
-import type { SqlError } from "@effect/sql/SqlError";
-import { Deferred, Effect, Exit, FiberId, Option } from "effect";
+import { SqlError } from "@effect/sql/SqlError";
+import { Cause, Deferred, Effect, Exit, FiberId, Option } from "effect";
 
 interface Job {
   readonly write: Effect.Effect<unknown, unknown>;
@@ -31,34 +36,55 @@ export const makeGroupCommit = (sql: SqlClient.SqlClient, enabled: boolean): (<A
   if (!enabled) return sql.withTransaction;
   let waiting: Job[] | undefined;
 
+  /** The database itself failed (not the write's own refusal): SQLite may have rolled the whole transaction back. */
+  const databaseFailed = (e: Exit.Exit<unknown, unknown>) =>
+    Exit.isFailure(e) && (Cause.isDie(e.cause) || Option.exists(Cause.failureOption(e.cause), (x) => x instanceof SqlError));
+
+  /** Each write in a transaction of its own, as without grouping. */
+  const alone = (batch: ReadonlyArray<Job>) =>
+    Effect.forEach(batch, (j) => Effect.flatMap(Effect.exit(sql.withTransaction(j.write)), (e) => Deferred.done(j.done, e)), { discard: true });
+
   const commit = (batch: ReadonlyArray<Job>) =>
     Effect.suspend(() => {
       const exits: Array<Exit.Exit<unknown, unknown>> = [];
-      return sql
-        .withTransaction(Effect.forEach(batch, (j) => Effect.map(Effect.exit(sql.withTransaction(j.write)), (e) => void exits.push(e)), { discard: true }))
-        .pipe(
-          Effect.matchCauseEffect({
-            onSuccess: () => Effect.forEach(batch, (j, i) => Deferred.done(j.done, exits[i]!), { discard: true }),
-            // BEGIN or COMMIT failed: nothing of the batch is stored, every writer hears why.
-            onFailure: (cause) => Effect.forEach(batch, (j) => Deferred.failCause(j.done, cause), { discard: true }),
+      const together = Effect.forEach(
+        batch,
+        (j) =>
+          Effect.flatMap(Effect.exit(sql.withTransaction(j.write)), (e) => {
+            exits.push(e);
+            // A statement error such as SQLITE_FULL or SQLITE_IOERR can roll back the whole
+            // transaction, the savepoints of the writes before it included: the batch is given up.
+            return databaseFailed(e) ? Effect.fail(batchGivenUp) : Effect.void;
           }),
-        );
+        { discard: true },
+      );
+      return sql.withTransaction(together).pipe(
+        Effect.matchCauseEffect({
+          onSuccess: () => Effect.forEach(batch, (j, i) => Deferred.done(j.done, exits[i]!), { discard: true }),
+          // Rolled back, or BEGIN or COMMIT failed: nothing of the batch is stored. Each write is
+          // tried again on its own, so that each hears its own outcome.
+          onFailure: () => alone(batch),
+        }),
+      );
     });
 
-  return <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (inTransaction) => {
-      if (Option.isSome(inTransaction)) return write;
-      const job: Job = { write, done: Deferred.unsafeMake<unknown, unknown>(FiberId.none) };
-      // Uninterruptible: once queued the write happens, and its writer waits to hear how.
-      const awaitDone = Deferred.await(job.done) as Effect.Effect<A, E>;
-      if (waiting !== undefined) {
-        waiting.push(job);
-        return Effect.uninterruptible(awaitDone);
-      }
-      const batch: Job[] = [job];
-      waiting = batch;
-      return Effect.uninterruptible(
-        Effect.yieldNow().pipe(
+  return <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E | SqlError> =>
+    // Uninterruptible from the first look at `waiting` to the end: a leader interrupted between
+    // taking the lead and committing would leave every later writer waiting on its batch.
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (inTransaction) => {
+        // In the caller's transaction: a savepoint of it, as sql.withTransaction does there.
+        if (Option.isSome(inTransaction)) return restore(sql.withTransaction(write));
+        const job: Job = { write, done: Deferred.unsafeMake<unknown, unknown>(FiberId.none) };
+        // Once queued the write happens, and its writer waits to hear how.
+        const awaitDone = Deferred.await(job.done) as Effect.Effect<A, E>;
+        if (waiting !== undefined) {
+          waiting.push(job);
+          return awaitDone;
+        }
+        const batch: Job[] = [job];
+        waiting = batch;
+        return Effect.yieldNow().pipe(
           Effect.zipRight(
             Effect.suspend(() => {
               waiting = undefined;
@@ -66,7 +92,9 @@ export const makeGroupCommit = (sql: SqlClient.SqlClient, enabled: boolean): (<A
             }),
           ),
           Effect.zipRight(awaitDone),
-        ),
-      );
-    });
+        );
+      }),
+    );
 };
+
+const batchGivenUp = Symbol("batchGivenUp");
