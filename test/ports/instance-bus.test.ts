@@ -1,10 +1,11 @@
 /**
  * InstanceBusPostgres on a real PostgreSQL: what one instance sends the others receive, in
  * order; an instance never hears itself; a message too large for NOTIFY is not sent (and does not
- * stop the ones after it).
+ * stop the ones after it); a LISTEN connection that is killed is replaced.
  */
 import { describe, expect, it } from "@effect/vitest";
-import { Effect, Layer, Stream } from "effect";
+import * as SqlClient from "@effect/sql/SqlClient";
+import { Context, Effect, Layer, Stream } from "effect";
 import { InstanceBus, maxMessageBytes } from "../../src/ports/InstanceBus.js";
 import { InstanceBusPostgres } from "../../src/ports/postgres/InstanceBusPostgres.js";
 import { PgDatabase } from "../../src/ports/postgres/PgDatabase.js";
@@ -18,7 +19,7 @@ const instance = (url: string) =>
   );
 
 describe("InstanceBus on PostgreSQL", () => {
-  it.live("the other instances receive what one sends, in order; the sender does not; an oversized message is dropped", () =>
+  it.live("the other instances receive what one sends, in order; the sender does not; an oversized message is dropped; killed LISTEN connections come back", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const url = yield* Effect.promise(async () => (await sharedPostgres()).createDatabase());
@@ -56,6 +57,22 @@ describe("InstanceBus on PostgreSQL", () => {
         yield* b.send("test_channel", "from b");
         yield* until(() => heard.a.includes("from b"));
         expect(heard.a).toStrictEqual(["from b"]);
+
+        // Every LISTEN connection is killed (as a database restart would): the buses reconnect,
+        // and what is sent afterwards arrives again.
+        const sql = yield* Layer.build(PgDatabase.layer(url, { maxConnections: 1 })).pipe(Effect.map(Context.get(SqlClient.SqlClient)));
+        const killed = yield* sql<{ n: number }>`
+          SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`;
+        expect(killed[0]!.n).toBeGreaterThanOrEqual(3);
+        heard.b.length = 0;
+        heard.c.length = 0;
+        for (let i = 0; !(heard.b.includes("ping") && heard.c.includes("ping")) && i < 150; i++) {
+          yield* a.send("test_channel", "ping");
+          yield* Effect.sleep("100 millis");
+        }
+        yield* a.send("test_channel", "after the restart");
+        yield* until(() => after(heard.b).includes("after the restart") && after(heard.c).includes("after the restart"));
       }),
     ),
   );

@@ -3,17 +3,18 @@
  * share. Each message is prefixed with the sending instance's id so that an instance skips its
  * own (a session hears its own notifications). Sends go through one fiber in order, off the
  * caller's path: a caller never waits for the database to pass a message on, and a database that
- * is down costs lost messages (logged), not stalled fires. A LISTEN that fails or ends is
- * reconnected.
+ * is down costs lost messages (logged), not stalled fires. Each LISTEN has a connection of its
+ * own; when it fails or ends, it is reconnected (messages sent meanwhile are lost).
  */
 import * as PgClient from "@effect/sql-pg/PgClient";
-import { Chunk, Data, Effect, Layer, Queue, Schedule, Stream } from "effect";
+import { Chunk, Data, Effect, Layer, Queue, Redacted, Schedule, Stream } from "effect";
+import Pg from "pg";
 import { InstanceBus, maxMessageBytes } from "../InstanceBus.js";
 import { PgInstance } from "./PgInstance.js";
 
-class ListenEnded extends Data.TaggedError("ListenEnded") {
+class ListenEnded extends Data.TaggedError("ListenEnded")<{ readonly cause: unknown }> {
   override get message() {
-    return "the LISTEN connection ended";
+    return "the LISTEN connection failed or ended";
   }
 }
 
@@ -33,12 +34,33 @@ export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgCli
       Effect.flatMap((batch) =>
         pg
           .unsafe(`SELECT ${batch.map((_, i) => `pg_notify($${2 * i + 1}, $${2 * i + 2})`).join(", ")}`, batch.flat())
-          .pipe(Effect.catchAll((e) => Effect.logWarning(`instance bus: NOTIFY failed; ${batch.length} message(s) lost`, e))),
+          .pipe(Effect.catchAllCause((cause) => Effect.logWarning(`instance bus: NOTIFY failed; ${batch.length} message(s) lost`, cause))),
       ),
       Effect.forever,
       Effect.forkScoped,
     );
     const prefix = `${me}:`;
+    // LISTEN on a connection of its own, not PgClient.listen: that one shares a client whose
+    // errors it swallows, so a dropped connection (a restart, a failover) would end delivery
+    // silently and for good. Here the stream fails when the connection does, and is retried on a
+    // new one.
+    const url = pg.config.url === undefined ? undefined : Redacted.value(pg.config.url);
+    const listen = (channel: string): Stream.Stream<string, ListenEnded> =>
+      Stream.asyncScoped<string, ListenEnded>((emit) =>
+        Effect.gen(function* () {
+          const client = new Pg.Client(url === undefined ? {} : { connectionString: url });
+          client.on("error", (cause) => void emit.fail(new ListenEnded({ cause })));
+          client.on("end", () => void emit.fail(new ListenEnded({ cause: "the connection closed" })));
+          client.on("notification", (m) => {
+            if (m.channel === channel && m.payload !== undefined) void emit.single(m.payload);
+          });
+          yield* Effect.acquireRelease(
+            Effect.tryPromise({ try: () => client.connect(), catch: (cause) => new ListenEnded({ cause }) }),
+            () => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second")),
+          );
+          yield* Effect.tryPromise({ try: () => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`), catch: (cause) => new ListenEnded({ cause }) });
+        }),
+      );
     return InstanceBus.of({
       send: (channel, message) =>
         Effect.suspend(() => {
@@ -46,8 +68,7 @@ export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgCli
           return Queue.offer(outbox, [channel, prefix + message]).pipe(Effect.asVoid);
         }),
       receive: (channel) =>
-        pg.listen(channel).pipe(
-          Stream.concat(Stream.fail(new ListenEnded())),
+        listen(channel).pipe(
           Stream.tapErrorCause((cause) => Effect.logWarning(`instance bus: LISTEN ${channel} failed; reconnecting`, cause)),
           Stream.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
           Stream.orDie,
