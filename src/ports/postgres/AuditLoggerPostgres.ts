@@ -21,17 +21,12 @@
 import * as SqlClient from "@effect/sql/SqlClient";
 import * as PgClient from "@effect/sql-pg/PgClient";
 import { randomUUID } from "node:crypto";
-import { Data, Effect, Layer, Schedule, Stream } from "effect";
+import { Effect, Layer, Stream } from "effect";
 import { AuditLogger } from "../AuditLogger.js";
 import { makeSqlAuditLogger, type SqlAuditOptions } from "../sqlite/AuditLoggerSqlite.js";
+import { listen, ListenFailed, relisten } from "./listen.js";
 
 const channel = "orchestrator_audit";
-
-class ListenEnded extends Data.TaggedError("ListenEnded") {
-  override get message() {
-    return "the LISTEN connection ended";
-  }
-}
 
 const make = (options: SqlAuditOptions) =>
   Effect.gen(function* () {
@@ -43,12 +38,12 @@ const make = (options: SqlAuditOptions) =>
         afterInsert: (last) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT pg_notify(${channel}, ${`${instance}:${last}`})`).pipe(Effect.asVoid),
         external: (wake) =>
           // (Re)connecting may have missed notifications: wake once for each (re)start too.
-          Stream.concat(Stream.succeed(`-:0`), pg.listen(channel)).pipe(
+          // Its own connection (listen.ts): one that fails or ends is reconnected.
+          Stream.concat(Stream.succeed(`-:0`), listen(pg, channel)).pipe(
             Stream.runForEach((payload) => Effect.sync(() => (payload.startsWith(`${instance}:`) ? undefined : wake()))),
-            // A LISTEN stream that ends (its connection closed) is reconnected like a failed one.
-            Effect.zipRight(Effect.fail(new ListenEnded())),
+            Effect.zipRight(Effect.fail(new ListenFailed({ channel, cause: "the stream ended" }))),
             Effect.tapErrorCause((cause) => Effect.logWarning("audit log: LISTEN failed; reconnecting", cause)),
-            Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+            Effect.retry(relisten),
             Effect.orDie,
           ),
       },

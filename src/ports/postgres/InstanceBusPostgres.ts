@@ -7,16 +7,10 @@
  * own; when it fails or ends, it is reconnected (messages sent meanwhile are lost).
  */
 import * as PgClient from "@effect/sql-pg/PgClient";
-import { Chunk, Data, Effect, Layer, Queue, Redacted, Schedule, Stream } from "effect";
-import Pg from "pg";
+import { Chunk, Effect, Layer, Queue, Stream } from "effect";
 import { InstanceBus, maxMessageBytes } from "../InstanceBus.js";
+import { listen, relisten } from "./listen.js";
 import { PgInstance } from "./PgInstance.js";
-
-class ListenEnded extends Data.TaggedError("ListenEnded")<{ readonly cause: unknown }> {
-  override get message() {
-    return "the LISTEN connection failed or ended";
-  }
-}
 
 /** Messages waiting to be sent; beyond this (a database down for long) the oldest are dropped. */
 const maxWaiting = 10_000;
@@ -40,27 +34,6 @@ export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgCli
       Effect.forkScoped,
     );
     const prefix = `${me}:`;
-    // LISTEN on a connection of its own, not PgClient.listen: that one shares a client whose
-    // errors it swallows, so a dropped connection (a restart, a failover) would end delivery
-    // silently and for good. Here the stream fails when the connection does, and is retried on a
-    // new one.
-    const url = pg.config.url === undefined ? undefined : Redacted.value(pg.config.url);
-    const listen = (channel: string): Stream.Stream<string, ListenEnded> =>
-      Stream.asyncScoped<string, ListenEnded>((emit) =>
-        Effect.gen(function* () {
-          const client = new Pg.Client(url === undefined ? {} : { connectionString: url });
-          client.on("error", (cause) => void emit.fail(new ListenEnded({ cause })));
-          client.on("end", () => void emit.fail(new ListenEnded({ cause: "the connection closed" })));
-          client.on("notification", (m) => {
-            if (m.channel === channel && m.payload !== undefined) void emit.single(m.payload);
-          });
-          yield* Effect.acquireRelease(
-            Effect.tryPromise({ try: () => client.connect(), catch: (cause) => new ListenEnded({ cause }) }),
-            () => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second")),
-          );
-          yield* Effect.tryPromise({ try: () => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`), catch: (cause) => new ListenEnded({ cause }) });
-        }),
-      );
     return InstanceBus.of({
       send: (channel, message) =>
         Effect.suspend(() => {
@@ -68,9 +41,10 @@ export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgCli
           return Queue.offer(outbox, [channel, prefix + message]).pipe(Effect.asVoid);
         }),
       receive: (channel) =>
-        listen(channel).pipe(
+        // Its own connection (listen.ts), retried on a new one when it fails or ends.
+        listen(pg, channel).pipe(
           Stream.tapErrorCause((cause) => Effect.logWarning(`instance bus: LISTEN ${channel} failed; reconnecting`, cause)),
-          Stream.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+          Stream.retry(relisten),
           Stream.orDie,
           Stream.filter((payload) => !payload.startsWith(prefix)),
           Stream.map((payload) => payload.slice(payload.indexOf(":") + 1)),
