@@ -118,6 +118,14 @@ describe("schedules on several instances sharing PostgreSQL", () => {
           policy: { overlapPolicy: OverlapPolicy.CANCEL_OTHER },
         },
       });
+      // Both instances hear the other's messages from here on (their LISTEN connections are up).
+      for (const s of [a, b]) {
+        for (const channel of ["orchestrator_schedule_events", "orchestrator_schedule_cancel"]) {
+          const listening = () => s.logs.some((l) => l["msg"] === `listening for notifications on ${channel}`);
+          for (let i = 0; i < 200 && !listening(); i++) await sleep(50);
+          expect(listening()).toBe(true);
+        }
+      }
       // A watcher connected to B.
       const seen: ScheduleEvent[] = [];
       let snapshot: () => void = () => {};

@@ -32,6 +32,7 @@ export const listen = (pg: PgClient.PgClient, channel: string): Stream.Stream<st
         () => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second")),
       );
       yield* Effect.tryPromise({ try: () => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`), catch: (cause) => new ListenFailed({ channel, cause }) });
+      yield* Effect.logInfo(`listening for notifications on ${channel}`);
     }),
   );
 
