@@ -242,7 +242,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           details: { permission },
         });
         if (!allowed) return yield* new PermissionDenied({ subject: principal.subject, permission });
-      }).pipe(Effect.withSpan("Orchestrator.authorize", { attributes: { permission } }));
+      }).pipe(Effect.withSpan("Orchestrator.authorize", { attributes: { permission }, captureStackTrace: false }));
 
     const validate = (cmd: ExecuteCommand) =>
       Effect.gen(function* () {
@@ -409,7 +409,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
                 ? run
                 : run.pipe(Effect.timeoutFail({ duration: Duration.millis(r0.attemptTimeoutMs), onTimeout: () => new AttemptTimeout(r0.attemptTimeoutMs!) })),
               "Orchestrator.attempt",
-              { attributes: { attempt } },
+              { attributes: { attempt }, captureStackTrace: false },
             ),
           );
           yield* CoreMetrics.attemptEnded(r0.operation, Exit.isSuccess(exit));
@@ -448,7 +448,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
             return { _tag: "Failed" as const, error: detail, exhausted: retryable, attempts: attempt, cause: error };
           }
           yield* auditExecution(l, { type: "EXECUTION_RETRY_SCHEDULED", details: { attempt: attempt + 1, delay_ms: delayMs } });
-          yield* Effect.sleep(Duration.millis(delayMs)).pipe(Effect.withSpan("Orchestrator.retryDelay", { attributes: { delay_ms: delayMs, next_attempt: attempt + 1 } }));
+          yield* Effect.sleep(Duration.millis(delayMs)).pipe(Effect.withSpan("Orchestrator.retryDelay", { attributes: { delay_ms: delayMs, next_attempt: attempt + 1 }, captureStackTrace: false }));
         }
       });
 
@@ -546,7 +546,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
      * is subscribed before the run begins, so it misses nothing; it belongs to the caller's scope.
      * Not `following`: no subscription, the stream is empty (a caller that wants the id only).
      */
-    const start = Effect.fn("Orchestrator.start")(function* (cmd: ExecuteCommand, following: boolean) {
+    const start = Effect.fn("Orchestrator.start", { captureStackTrace: false })(function* (cmd: ExecuteCommand, following: boolean) {
       const op = yield* registry.get(cmd.operation);
       yield* Effect.annotateCurrentSpan({ operation: op.name, principal: cmd.principal.subject });
       yield* authorize(cmd.principal, permissionOf(op), op.name);
@@ -588,7 +588,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           }),
         ),
         Effect.tapError((e) => CoreMetrics.policyDenied(op.name, e._tag === "PolicyDenied" ? e.rule : e._tag === "BudgetExhausted" ? "budget" : "ledger_unavailable")),
-        Effect.withSpan("Orchestrator.policy"),
+        Effect.withSpan("Orchestrator.policy", { captureStackTrace: false }),
       );
       yield* audit.log({ type: "POLICY_EVALUATED", principal: cmd.principal, operation: op.name, decision: "ALLOW", details: { rule: decision.rule, policy_version: decision.policyVersion } });
       // The check reserved tokens; the run's end settles them. Until the run is forked, a later
@@ -608,7 +608,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
           onSuccess: (a) => (a.binding === undefined && a.lease === undefined ? Effect.void : CoreMetrics.rateLimitDecided("execution", "allow")),
           onFailure: (e) => CoreMetrics.rateLimitDecided("execution", e._tag === "RateLimited" ? "deny" : "unavailable"),
         }),
-        Effect.withSpan("Orchestrator.rateLimit"),
+        Effect.withSpan("Orchestrator.rateLimit", { captureStackTrace: false }),
       );
       // The in-flight slot belongs to this start until the run is forked, then to the run.
       let slotHandedOver = false;
@@ -659,7 +659,7 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       const events = following ? yield* follow(l, false) : Stream.empty;
       const accepted = l.record;
       const run = runExecution(l, op, input).pipe(
-        Effect.withSpan("Orchestrator.run", { attributes: { execution_id: executionId, operation: op.name }, ...(caller === undefined ? {} : { parent: caller }) }),
+        Effect.withSpan("Orchestrator.run", { attributes: { execution_id: executionId, operation: op.name }, captureStackTrace: false, ...(caller === undefined ? {} : { parent: caller }) }),
       );
       yield* FiberMap.run(fibers, executionId, lease === undefined ? run : Effect.ensuring(run, lease.release));
       slotHandedOver = true;

@@ -16,6 +16,9 @@ import type {
 import { isTerminal } from "../../core/model.js";
 import { ExecutionStore, type InsertResult } from "../ExecutionStore.js";
 
+/** Store spans skip the call-site stack trace: it costs an Error per call on every execution's path. */
+const spanOptions = { captureStackTrace: false } as const;
+
 // Code-unit order, the same as SQLite's BINARY collation for the ASCII ids the core generates.
 const compareKey = (a: ExecutionCursor, b: ExecutionCursor): number =>
   a.createTime !== b.createTime
@@ -55,7 +58,7 @@ const make = Effect.sync(() => {
 
   // Each method body is synchronous, so it runs without interleaving: that is the atomicity.
 
-  const insert = Effect.fn("ExecutionStoreMemory.insert")(function* (record: ExecutionRecord) {
+  const insert = Effect.fn("ExecutionStoreMemory.insert", spanOptions)(function* (record: ExecutionRecord) {
     if (record.requestId !== undefined) {
       const existingId = byRequest.get(requestKey(record.principal.subject, record.requestId));
       const existing = existingId === undefined ? undefined : byId.get(existingId);
@@ -68,7 +71,7 @@ const make = Effect.sync(() => {
     return { _tag: "Inserted" } as InsertResult;
   });
 
-  const update = Effect.fn("ExecutionStoreMemory.update")(function* (record: ExecutionRecord) {
+  const update = Effect.fn("ExecutionStoreMemory.update", spanOptions)(function* (record: ExecutionRecord) {
     const previous = byId.get(record.executionId);
     if (previous === undefined) {
       return yield* new StoreError({ operation: "update", cause: new ExecutionNotFound({ executionId: record.executionId }) });

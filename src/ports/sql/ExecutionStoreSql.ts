@@ -23,6 +23,9 @@ import { terminalStates } from "../../core/model.js";
 import { ExecutionStore, type InsertResult } from "../ExecutionStore.js";
 import { makeGroupCommit } from "./group-commit.js";
 
+/** Store spans skip the call-site stack trace: it costs an Error per call on every execution's path. */
+const spanOptions = { captureStackTrace: false } as const;
+
 /** A stored row that does not decode back into a record; the cause of the StoreError. */
 export class CorruptRow extends Data.TaggedError("CorruptRow")<{
   readonly table: string;
@@ -214,13 +217,13 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
       { discard: true },
     );
 
-  const findByRequestId = Effect.fn(`${dialect.name}.findByRequestId`)(function* (subject: string, requestId: string) {
+  const findByRequestId = Effect.fn(`${dialect.name}.findByRequestId`, spanOptions)(function* (subject: string, requestId: string) {
     return yield* selectOne(sql`principal_subject = ${subject} AND request_id = ${requestId}`).pipe(
       Effect.mapError(storeError("findByRequestId")),
     );
   });
 
-  const insert = Effect.fn(`${dialect.name}.insert`)(function* (record: ExecutionRecord) {
+  const insert = Effect.fn(`${dialect.name}.insert`, spanOptions)(function* (record: ExecutionRecord) {
     return yield* grouped(
       Effect.gen(function* () {
         // The UNIQUE constraint decides who wins a race on the request id; the loser sees no
@@ -275,7 +278,7 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
       { discard: true },
     );
 
-  const update = Effect.fn(`${dialect.name}.update`)(function* (record: ExecutionRecord) {
+  const update = Effect.fn(`${dialect.name}.update`, spanOptions)(function* (record: ExecutionRecord) {
     yield* grouped(
       Effect.gen(function* () {
         const changed = yield* sql`
@@ -288,11 +291,11 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
     ).pipe(Effect.mapError(storeError("update")));
   });
 
-  const get = Effect.fn(`${dialect.name}.get`)(function* (executionId: string) {
+  const get = Effect.fn(`${dialect.name}.get`, spanOptions)(function* (executionId: string) {
     return yield* selectOne(sql`execution_id = ${executionId}`).pipe(Effect.mapError(storeError("get")));
   });
 
-  const list = Effect.fn(`${dialect.name}.list`)(function* (
+  const list = Effect.fn(`${dialect.name}.list`, spanOptions)(function* (
     filter: ExecutionFilter,
     order: ExecutionOrder,
     pageSize: number,
@@ -330,7 +333,7 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
     ) satisfies ExecutionPage;
   });
 
-  const interruptUnfinished = Effect.fn(`${dialect.name}.interruptUnfinished`)(function* (
+  const interruptUnfinished = Effect.fn(`${dialect.name}.interruptUnfinished`, spanOptions)(function* (
     now: number,
     error: ErrorDetail,
   ) {
@@ -356,7 +359,7 @@ export const makeExecutionStore = (dialect: ExecutionStoreDialect) => Effect.gen
       .pipe(Effect.mapError(storeError("interruptUnfinished")));
   });
 
-  const prune = Effect.fn(`${dialect.name}.prune`)(function* (endedBefore: number) {
+  const prune = Effect.fn(`${dialect.name}.prune`, spanOptions)(function* (endedBefore: number) {
     // Attempts go with their execution through ON DELETE CASCADE (foreign_keys is on).
     const deleted = yield* sql`
       DELETE FROM executions
