@@ -29,15 +29,18 @@ const setup = Effect.gen(function* () {
   return sql;
 });
 
+/** `body` on a fresh file with table t, and a group commit over it. */
+const withTable = <A, E>(body: (sql: SqlClient.SqlClient, grouped: ReturnType<typeof makeGroupCommit>) => Effect.Effect<A, E, SqlClient.SqlClient>) =>
+  Effect.flatMap(tempDir, (dir) =>
+    Effect.flatMap(setup, (sql) => body(sql, makeGroupCommit(sql, true))).pipe(Effect.provide(client(dir))),
+  );
+
 const ids = (sql: SqlClient.SqlClient) => Effect.map(sql<{ id: number }>`SELECT id FROM t ORDER BY id`, (rows) => rows.map((r) => r.id));
 
 describe("group commit", () => {
   it.scoped("writes that arrive together share one commit; the same writes one after another commit once each", () =>
-    Effect.gen(function* () {
-      const dir = yield* tempDir;
-      yield* Effect.gen(function* () {
-        const sql = yield* setup;
-        const grouped = makeGroupCommit(sql, true);
+    withTable((sql, grouped) =>
+      Effect.gen(function* () {
         const write = (id: number) => grouped(sql`INSERT INTO t (id, v) VALUES (${id}, ${"x".repeat(100)})`);
 
         yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => i), write, { concurrency: "unbounded", discard: true });
@@ -52,16 +55,13 @@ describe("group commit", () => {
         // One commit of the few table pages the rows fill, against a frame or more for each of 50 commits.
         expect(together).toBeLessThanOrEqual(5);
         expect(apart).toBeGreaterThanOrEqual(50);
-      }).pipe(Effect.provide(client(dir)));
-    }),
+      }),
+    ),
   );
 
   it.scoped("a write that fails is rolled back alone and fails alone; the others in its transaction are committed", () =>
-    Effect.gen(function* () {
-      const dir = yield* tempDir;
-      yield* Effect.gen(function* () {
-        const sql = yield* setup;
-        const grouped = makeGroupCommit(sql, true);
+    withTable((sql, grouped) =>
+      Effect.gen(function* () {
         const results = yield* Effect.forEach(
           [1, 2, 3],
           (id) =>
@@ -84,16 +84,13 @@ describe("group commit", () => {
         expect(Either.isLeft(dup[0]!)).toBe(true);
         expect(Either.isRight(dup[1]!)).toBe(true);
         expect(yield* ids(sql)).toStrictEqual([1, 3, 4, 10, 30]);
-      }).pipe(Effect.provide(client(dir)));
-    }),
+      }),
+    ),
   );
 
   it.scoped("a database failure in a batch (SQLITE_FULL) gives the batch up: each write is tried alone and hears its own outcome", () =>
-    Effect.gen(function* () {
-      const dir = yield* tempDir;
-      yield* Effect.gen(function* () {
-        const sql = yield* setup;
-        const grouped = makeGroupCommit(sql, true);
+    withTable((sql, grouped) =>
+      Effect.gen(function* () {
         // The file may not grow past a few pages: a 1 MB row cannot be stored.
         const pages = (yield* sql<{ page_count: number }>`PRAGMA page_count`)[0]!.page_count;
         yield* sql.unsafe(`PRAGMA max_page_count = ${pages + 4}`);
@@ -108,16 +105,13 @@ describe("group commit", () => {
         expect(results.map(Exit.isSuccess)).toStrictEqual([true, false, true]);
         expect(Cause.pretty((results[1] as Exit.Failure<unknown, unknown>).cause)).toMatch(/SqlError/);
         expect(yield* ids(sql)).toStrictEqual([1, 3]);
-      }).pipe(Effect.provide(client(dir)));
-    }),
+      }),
+    ),
   );
 
   it.scoped("a write inside the caller's transaction runs in it (no wait for a leader) and goes with its rollback", () =>
-    Effect.gen(function* () {
-      const dir = yield* tempDir;
-      yield* Effect.gen(function* () {
-        const sql = yield* setup;
-        const grouped = makeGroupCommit(sql, true);
+    withTable((sql, grouped) =>
+      Effect.gen(function* () {
         const outcome = yield* sql
           .withTransaction(
             Effect.gen(function* () {
@@ -129,8 +123,8 @@ describe("group commit", () => {
           .pipe(Effect.either);
         expect(outcome).toStrictEqual(Either.left("the caller changes its mind"));
         expect(yield* ids(sql)).toStrictEqual([]);
-      }).pipe(Effect.provide(client(dir)));
-    }),
+      }),
+    ),
   );
 
   it.scoped("the SQLite execution store: concurrent inserts and updates all land, a duplicate request id still answers Duplicate", () =>
