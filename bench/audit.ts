@@ -24,7 +24,6 @@
  * AUDIT_BENCH_RATE (5,000 events/s), AUDIT_BENCH_SECONDS (10, timed, after AUDIT_BENCH_WARMUP_SECONDS = 2 at
  * the same rate whose deliveries are checked but not timed).
  */
-import { createRequire } from "node:module";
 import { Chunk, Effect, Fiber, Layer, Logger, ManagedRuntime, Stream } from "effect";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,19 +35,8 @@ import { AuditLogger, type AuditEntry } from "../src/ports/AuditLogger.js";
 import { auditDatabaseFileName, auditPragmas } from "../src/ports/sqlite/AuditDatabase.js";
 import { auditLoggerSqlite } from "../src/ports/sqlite/AuditLoggerSqlite.js";
 import { SqliteDatabase } from "../src/ports/sqlite/SqliteDatabase.js";
-import { envInt } from "./lib.js";
+import { envInt, RawDatabase } from "./lib.js";
 
-// better-sqlite3 ships no types; the little of it used here, typed.
-interface RawStatement {
-  run(...params: unknown[]): unknown;
-}
-interface RawDatabase {
-  pragma(text: string): unknown;
-  prepare(sql: string): RawStatement;
-  transaction<F extends (...args: never[]) => void>(fn: F): F;
-  close(): void;
-}
-const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: string) => RawDatabase;
 
 const events = envInt("AUDIT_BENCH_EVENTS", 300_000);
 const rounds = envInt("AUDIT_BENCH_ROUNDS", 3);
@@ -110,7 +98,7 @@ async function raw(): Promise<number> {
   const migrated = ManagedRuntime.make(auditLoggerSqlite({}).pipe(Layer.provide(SqliteDatabase.layer(dir)), Layer.provide(quiet)));
   await migrated.runtime();
   await migrated.dispose();
-  const db = new Database(join(dir, auditDatabaseFileName));
+  const db = new RawDatabase(join(dir, auditDatabaseFileName));
   for (const p of auditPragmas) db.pragma(p);
   const insert = db.prepare(
     "INSERT INTO audit_events (sequence, time, type, principal, principal_subject, tenant, operation, execution_id, schedule_id, trace_id, decision, reason, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -4,6 +4,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import * as net from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +13,20 @@ import { Http2SessionManager, createConnectTransport, createGrpcTransport } from
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/health/v1/health_pb.js";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
+
+// better-sqlite3 ships no types; the little of it the benchmarks use, typed.
+export interface RawStatement {
+  run(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+export interface RawDatabase {
+  pragma(text: string): unknown;
+  prepare(sql: string): RawStatement;
+  transaction<F extends (...args: never[]) => void>(fn: F): F;
+  close(): void;
+}
+/** better-sqlite3 on `file`, for a baseline with no orchestrator code in the way. */
+export const RawDatabase = createRequire(import.meta.url)("better-sqlite3") as new (file: string) => RawDatabase;
 
 export const envInt = (name: string, fallback: number): number => {
   const raw = process.env[name];

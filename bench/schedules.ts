@@ -31,7 +31,6 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,15 +53,8 @@ import { AuditLoggerSqlite } from "../src/ports/sqlite/AuditLoggerSqlite.js";
 import { ExecutionStoreSqlite } from "../src/ports/sqlite/ExecutionStoreSqlite.js";
 import { ScheduleStoreSqlite } from "../src/ports/sqlite/ScheduleStoreSqlite.js";
 import { SqliteDatabase } from "../src/ports/sqlite/SqliteDatabase.js";
+import { RawDatabase } from "./lib.js";
 
-// better-sqlite3 ships no types; the little of it used here, typed.
-interface RawDatabase {
-  pragma(text: string): unknown;
-  prepare(sql: string): { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] };
-  transaction<F extends (...args: never[]) => void>(fn: F): F;
-  close(): void;
-}
-const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: string) => RawDatabase;
 
 const envInt = (name: string, fallback: number): number => {
   const raw = process.env[name];
@@ -186,7 +178,7 @@ async function floorCase(firing: number): Promise<number> {
   } finally {
     await rt.dispose();
   }
-  const db = new Database(join(dir, SqliteDatabase.databaseFileName));
+  const db = new RawDatabase(join(dir, SqliteDatabase.databaseFileName));
   db.pragma("synchronous = NORMAL");
   const schedules = db.prepare("SELECT schedule_id, record FROM schedules").all() as Array<{ schedule_id: string; record: string }>;
   const advance = db.prepare("UPDATE schedules SET next_fire_time = ?, rev = rev + 1, record = ? WHERE schedule_id = ?");

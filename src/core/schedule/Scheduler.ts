@@ -243,27 +243,19 @@ const forOtherInstances = (e: ScheduleEvent): ScheduleEvent => {
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
 
-/** A bus message back into an event or a cancel request; undefined for anything else. */
-const decodeEvent = (text: string): ScheduleEvent | undefined => {
-  try {
-    const v: unknown = JSON.parse(text);
-    return isRecord(v) && typeof v["scheduleId"] === "string" && typeof v["time"] === "number" && isRecord(v["kind"]) && typeof v["kind"]["_tag"] === "string"
-      ? (v as unknown as ScheduleEvent)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-};
-const decodeCancel = (text: string): CancelMessage | undefined => {
-  try {
-    const v: unknown = JSON.parse(text);
-    return isRecord(v) && typeof v["scheduleId"] === "string" && typeof v["executionId"] === "string" && typeof v["reason"] === "string"
-      ? (v as unknown as CancelMessage)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-};
+/** A bus message back into an event or a cancel request: undefined unless it is JSON of that shape. */
+const decodeMessage =
+  <A>(is: (v: Record<string, unknown>) => boolean) =>
+  (text: string): A | undefined => {
+    try {
+      const v: unknown = JSON.parse(text);
+      return isRecord(v) && is(v) ? (v as A) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+const decodeEvent = decodeMessage<ScheduleEvent>((v) => typeof v["scheduleId"] === "string" && typeof v["time"] === "number" && isRecord(v["kind"]) && typeof v["kind"]["_tag"] === "string");
+const decodeCancel = decodeMessage<CancelMessage>((v) => typeof v["scheduleId"] === "string" && typeof v["executionId"] === "string" && typeof v["reason"] === "string");
 
 export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Scheduler", {
   scoped: Effect.gen(function* () {

@@ -37,7 +37,8 @@ export const InstanceBusPostgres: Layer.Layer<InstanceBus, never, PgClient.PgCli
     return InstanceBus.of({
       send: (channel, message) =>
         Effect.suspend(() => {
-          if (Buffer.byteLength(message) > maxMessageBytes) return Effect.logWarning(`instance bus: a message of ${Buffer.byteLength(message)} bytes on ${channel} is over ${maxMessageBytes}; not sent`);
+          const bytes = Buffer.byteLength(message);
+          if (bytes > maxMessageBytes) return Effect.logWarning(`instance bus: a message of ${bytes} bytes on ${channel} is over ${maxMessageBytes}; not sent`);
           return Queue.offer(outbox, [channel, prefix + message]).pipe(Effect.asVoid);
         }),
       receive: (channel) =>
