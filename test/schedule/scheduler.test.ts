@@ -4,12 +4,13 @@
  * start/end, pause_on_failure, trigger and backfill, and one slot claimed once by two engines.
  */
 import { describe, expect, it } from "@effect/vitest";
-import { Chunk, Context, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect";
+import { Chunk, Context, Deferred, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect";
 import { Scheduler } from "../../src/core/schedule/Scheduler.js";
 import { StoreError } from "../../src/core/errors.js";
 import type { OverlapPolicy } from "../../src/core/schedule/model.js";
 import { Orchestrator } from "../../src/core/Orchestrator.js";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
+import { PolicyService } from "../../src/ports/PolicyService.js";
 import { ScheduleStore } from "../../src/ports/ScheduleStore.js";
 import { admin, makeProbe, viewer, type Probe } from "../support/core.js";
 import { ScheduleStoreMemory } from "../../src/ports/memory/ScheduleStoreMemory.js";
@@ -36,6 +37,8 @@ describe("Scheduler: firing", () => {
         const xs = yield* executionsOf("tick");
         expect(xs.map((x) => x.nominalTime)).toEqual([1000, 2000, 3000, 4000, 5000]);
         expect(xs.every((x) => x.principal.subject === admin.subject && x.scheduleId === "tick")).toBe(true);
+        // The slot's fence: a second start of the same claim is deduplicated to this execution.
+        expect(xs.map((x) => x.requestId)).toEqual([1000, 2000, 3000, 4000, 5000].map((t) => `sch:tick:cron:${t}`));
         const v = yield* s.get(admin, "tick");
         expect(v.record.runCount).toBe(5);
         expect(v.record.recentRuns[0]).toMatchObject({ nominalTime: 5000, kind: "CRON", state: "SUCCEEDED" });
@@ -461,6 +464,42 @@ describe.each([
         for (let i = 0; i < 5; i++) expect(yield* nominals(`x${i}`)).toEqual([1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
         const store = yield* ScheduleStore;
         expect(yield* store.count()).toBe(5);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
+  it.effect("an instance that stalls past its lease before starting its slot does not start it again once the slot was taken over", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        const entered = yield* Deferred.make<void>();
+        const gate = yield* Deferred.make<void>();
+        // Instance a's policy check (after its claim, before its execution exists) waits at the gate: a stall.
+        const stalled = Layer.succeed(
+          PolicyService,
+          PolicyService.of({
+            check: () => Deferred.succeed(entered, undefined).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as({ rule: "default-allow", policyVersion: 0 })),
+            usage: () => Effect.void,
+            record: () => Effect.void,
+          }),
+        );
+        const sa = Context.get(yield* Layer.build(schedulerLayer({ instanceId: "a", leaseMs: 3_000 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(stalled))))), Scheduler);
+        yield* sa.create(admin, { scheduleId: "once", schedule: input({ remainingRuns: 1 }) });
+        yield* seconds(1); // slot 1000: a claims it (lease until 4000) and stalls
+        yield* Deferred.await(entered);
+        yield* TestClock.adjust("500 millis");
+        // b's lease sweep runs at 1500, 2500, … (a's at 1000, 2000, …): b is first to see the lease expired.
+        yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 }));
+        yield* seconds(3);
+        expect(yield* nominals("once")).toEqual([1000]); // b took the slot over and started it
+        yield* Deferred.succeed(gate, undefined);
+        yield* settle;
+        yield* seconds(1);
+        expect(yield* nominals("once")).toEqual([1000]);
+        const r = yield* sa.get(admin, "once");
+        expect(r.record.runCount).toBe(1);
+        expect(r.record.running).toEqual([]);
+        expect(r.record.recentRuns.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "SUCCEEDED"]]);
       }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
     }),
   );

@@ -82,6 +82,7 @@ import {
   maxBackfillSlots,
   maxBuffered,
   maxRecentRuns,
+  runRequestId,
   type BufferedRun,
   type Claim,
   type OverlapPolicy,
@@ -559,12 +560,24 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             labels: a.labels,
             scheduleId,
             nominalTime: slot.nominalTime,
+            requestId: runRequestId(scheduleId, slot.claimId),
           })
           .pipe(Effect.exit);
         const t = yield* now;
+        const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none();
+        if ((Exit.isSuccess(exit) && exit.value.deduplicated) || (Option.isSome(failure) && failure.value._tag === "RequestIdReused")) {
+          // Another instance took this claim over while this one stalled past the lease, and
+          // started it first: the run is theirs. Only this process's placeholder goes.
+          local.delete(localKey(scheduleId, slot.claimId));
+          yield* modify(scheduleId, (cur) => {
+            const mine = (e: RunningRun) => e.claimId === slot.claimId && e.instanceId === me && e.executionId === undefined;
+            return { record: cur.running.some(mine) ? { ...cur, running: cur.running.filter((e) => !mine(e)) } : undefined, result: undefined };
+          });
+          yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was started by the instance that took it over from this one; not started twice`);
+          return { _tag: "TakenOver" } as const;
+        }
         if (Exit.isFailure(exit)) {
           local.delete(localKey(scheduleId, slot.claimId));
-          const failure = Cause.failureOption(exit.cause);
           if (Option.isNone(failure)) yield* Effect.logError("schedule: starting a run failed", exit.cause);
           const error: ErrorDetail = Option.isSome(failure)
             ? startErrorDetail(failure.value)

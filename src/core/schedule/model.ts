@@ -129,6 +129,15 @@ export type ClaimOutcome = "STARTED" | "BUFFERED" | "SKIPPED" | "FAILED";
 
 export const cronClaimId = (nominalMs: number) => `cron:${nominalMs}`;
 
+/**
+ * The request_id a claim's execution is started with, in its owner's request ids: the fence
+ * that keeps a slot from running twice when its instance stalls past the lease between claiming
+ * it and creating the execution, while another instance takes it over. The second start finds
+ * the first's execution by this id (or loses the insert to it) and is deduplicated. At most
+ * 4 + 63 + 1 + 59 = 127 characters (a backfill claim id is the longest), within request_id's 128.
+ */
+export const runRequestId = (scheduleId: string, claimId: string) => `sch:${scheduleId}:${claimId}`;
+
 /** An event of WatchSchedule. */
 export type ScheduleEventKind =
   | { readonly _tag: "Snapshot"; readonly schedule: ScheduleRecord }
