@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest";
 import { Chunk, Context, Deferred, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect";
 import { Scheduler } from "../../src/core/schedule/Scheduler.js";
-import { StoreError } from "../../src/core/errors.js";
+import { PolicyDenied, StoreError } from "../../src/core/errors.js";
 import type { OverlapPolicy } from "../../src/core/schedule/model.js";
 import { Orchestrator } from "../../src/core/Orchestrator.js";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
@@ -468,38 +468,105 @@ describe.each([
     }),
   );
 
+  /**
+   * A scheduler instance with an Orchestrator of its own whose first policy check (after the
+   * claim, before the execution exists) waits until released: a stall. `deny`: that check then
+   * refuses (a refusal after the stall, like a rate limit would).
+   */
+  const stallingInstance = (instanceId: string, answer: "allow" | "deny" = "allow") =>
+    Effect.gen(function* () {
+      const entered = yield* Deferred.make<void>();
+      const gate = yield* Deferred.make<void>();
+      let first = true;
+      const policy = Layer.succeed(
+        PolicyService,
+        PolicyService.of({
+          check: () => {
+            if (!first) return Effect.succeed({ rule: "default-allow", policyVersion: 0 });
+            first = false;
+            return Deferred.succeed(entered, undefined).pipe(
+              Effect.zipRight(Deferred.await(gate)),
+              Effect.zipRight(answer === "allow" ? Effect.succeed({ rule: "default-allow", policyVersion: 0 }) : Effect.fail(new PolicyDenied({ rule: "late", reason: "refused after the stall" }))),
+            );
+          },
+          usage: () => Effect.void,
+          record: () => Effect.void,
+        }),
+      );
+      const layer = schedulerLayer({ instanceId, leaseMs: 3_000 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(policy))));
+      const scheduler = Context.get(yield* Layer.build(layer), Scheduler);
+      return { scheduler, entered: Deferred.await(entered), release: Effect.zipRight(Deferred.succeed(gate, undefined), settle) };
+    });
+
+  /** Slot 1000 of a one-run schedule on instance a, which stalls on it; b is built 500 ms later. */
+  const stalledSlot = (operation: string, a: { readonly answer?: "allow" | "deny" } = {}, b: { readonly stalls?: boolean } = {}) =>
+    Effect.gen(function* () {
+      const ia = yield* stallingInstance("a", a.answer);
+      yield* ia.scheduler.create(admin, { scheduleId: "once", schedule: input({ remainingRuns: 1, operation, actionInput: operation === "test.count" ? { n: 1 } : {} }) });
+      yield* seconds(1); // slot 1000: a claims it (lease until 4000) and stalls
+      yield* ia.entered;
+      yield* TestClock.adjust("500 millis");
+      // b's lease sweep runs at 1500, 2500, … (a's at 1000, 2000, …): b is first to see the lease expired.
+      const ib = b.stalls === true ? yield* stallingInstance("b") : { scheduler: Context.get(yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 })), Scheduler), entered: Effect.void, release: Effect.void };
+      yield* seconds(3); // t = 4500: b takes the slot over
+      return { a: ia, b: ib };
+    });
+
   it.effect("an instance that stalls past its lease before starting its slot does not start it again once the slot was taken over", () =>
     Effect.gen(function* () {
       const probe = yield* makeProbe;
       yield* Effect.gen(function* () {
-        const entered = yield* Deferred.make<void>();
-        const gate = yield* Deferred.make<void>();
-        // Instance a's policy check (after its claim, before its execution exists) waits at the gate: a stall.
-        const stalled = Layer.succeed(
-          PolicyService,
-          PolicyService.of({
-            check: () => Deferred.succeed(entered, undefined).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as({ rule: "default-allow", policyVersion: 0 })),
-            usage: () => Effect.void,
-            record: () => Effect.void,
-          }),
-        );
-        const sa = Context.get(yield* Layer.build(schedulerLayer({ instanceId: "a", leaseMs: 3_000 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(stalled))))), Scheduler);
-        yield* sa.create(admin, { scheduleId: "once", schedule: input({ remainingRuns: 1 }) });
-        yield* seconds(1); // slot 1000: a claims it (lease until 4000) and stalls
-        yield* Deferred.await(entered);
-        yield* TestClock.adjust("500 millis");
-        // b's lease sweep runs at 1500, 2500, … (a's at 1000, 2000, …): b is first to see the lease expired.
-        yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 }));
-        yield* seconds(3);
+        const { a } = yield* stalledSlot("test.count");
         expect(yield* nominals("once")).toEqual([1000]); // b took the slot over and started it
-        yield* Deferred.succeed(gate, undefined);
-        yield* settle;
+        yield* a.release;
         yield* seconds(1);
         expect(yield* nominals("once")).toEqual([1000]);
-        const r = yield* sa.get(admin, "once");
+        const r = yield* a.scheduler.get(admin, "once");
         expect(r.record.runCount).toBe(1);
         expect(r.record.running).toEqual([]);
         expect(r.record.recentRuns.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "SUCCEEDED"]]);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
+  it.effect("the stalled instance starts first and the taker is deduplicated: one run, which overlap still sees", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        const { a, b } = yield* stalledSlot("test.block", {}, { stalls: true });
+        yield* b.entered; // b took the slot over and stalls too
+        yield* a.release; // a creates the execution first
+        yield* b.release; // b's start finds it
+        yield* seconds(1);
+        const xs = yield* executionsOf("once");
+        expect(xs.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "RUNNING"]]);
+        const r = yield* b.scheduler.get(admin, "once");
+        expect(r.record.running).toMatchObject([{ claimId: "cron:1000", instanceId: "a", executionId: xs[0]!.executionId }]);
+        expect(r.record.runCount).toBe(1);
+        // The run is active for both instances' overlap policy (SKIP).
+        expect(yield* b.scheduler.trigger(admin, { scheduleId: "once" })).toMatchObject({ outcome: "SKIPPED" });
+        expect(yield* a.scheduler.trigger(admin, { scheduleId: "once" })).toMatchObject({ outcome: "SKIPPED" });
+        expect(yield* executionsOf("once")).toHaveLength(1);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
+  it.effect("the stalled instance is refused after the takeover: the taker's run and its claim stand", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        const { a } = yield* stalledSlot("test.block", { answer: "deny" });
+        const xs = yield* executionsOf("once");
+        expect(xs.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "RUNNING"]]); // b's
+        yield* a.release; // a's late start is refused by its policy
+        yield* seconds(1);
+        const r = yield* a.scheduler.get(admin, "once");
+        expect(r.record.running).toMatchObject([{ claimId: "cron:1000", instanceId: "b", executionId: xs[0]!.executionId }]);
+        expect(r.record.recentRuns.map((x) => [x.nominalTime, x.executionId, x.error])).toEqual([[1000, xs[0]!.executionId, undefined]]);
+        const audit = yield* AuditLogger;
+        // (Later slots are skipped by the overlap policy: the run of slot 1000 is active.)
+        expect((yield* audit.read(0, 10_000)).filter((e) => e.type === "SCHEDULE_SKIPPED" && e.details?.["nominal_time"] === 1000)).toEqual([]);
+        expect(yield* a.scheduler.trigger(admin, { scheduleId: "once" })).toMatchObject({ outcome: "SKIPPED" });
       }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
     }),
   );

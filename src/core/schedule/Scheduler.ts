@@ -484,19 +484,28 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         const stale = new Set<string>();
         for (const e of r.running) {
           if (e.instanceId === me) {
-            if (!local.has(localKey(r.scheduleId, e.claimId))) stale.add(e.claimId); // this process no longer runs it
+            if (!local.has(localKey(r.scheduleId, e.claimId))) stale.add(entryKey(e)); // this process no longer runs it
           } else if (e.executionId === undefined) {
-            if (t - e.since > settings.leaseMs) stale.add(e.claimId);
-          } else {
+            if (t - e.since > settings.leaseMs) stale.add(entryKey(e));
+          } else if (!orchestrator.runsHere(e.executionId)) {
+            // (One that runs here is active: awaitEnd would wait for its end.)
             const rec = yield* orchestrator.awaitEnd(e.executionId);
-            if (rec === undefined || isTerminal(rec.state)) stale.add(e.claimId);
+            if (rec === undefined || isTerminal(rec.state)) stale.add(entryKey(e));
           }
         }
         return stale;
       });
+    /**
+     * A running entry as staleRunning judged it. An entry changed since (it got its execution, or
+     * another instance took its claim over) is another entry: judged stale as it was, it is not
+     * dropped as it is now.
+     */
+    const entryKey = (e: RunningRun) => `${e.claimId}\u0000${e.instanceId}\u0000${e.executionId ?? ""}`;
+    /** This process's placeholder for a claim whose execution it has not created. */
+    const placeholderOf = (claimId: string) => (e: RunningRun) => e.claimId === claimId && e.instanceId === me && e.executionId === undefined;
 
     const decide = (r: ScheduleRecord, slot: BufferedRun, overlap: OverlapPolicy, stale: ReadonlySet<string>, t: number): { record: ScheduleRecord; decision: Decision } => {
-      const running = r.running.filter((e) => !stale.has(e.claimId));
+      const running = r.running.filter((e) => !stale.has(entryKey(e)));
       const placeholder = (s: BufferedRun): RunningRun => ({ claimId: s.claimId, nominalTime: s.nominalTime, kind: s.kind, instanceId: me, since: t });
       if (running.length === 0 && r.buffer.length === 0) {
         return { record: { ...r, running: [placeholder(slot)] }, decision: { _tag: "Start", slot } };
@@ -528,6 +537,21 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           };
         }
       }
+    };
+
+    const dropPlaceholder = (scheduleId: string, claimId: string) =>
+      modify(scheduleId, (cur) => {
+        const mine = placeholderOf(claimId);
+        return { record: cur.running.some(mine) ? { ...cur, running: cur.running.filter((e) => !mine(e)) } : undefined, result: undefined };
+      });
+    /**
+     * Whether this process still holds the claim it is dispatching: false once another instance
+     * has taken it over (this one stalled past the lease). A slot started from the buffer holds
+     * no lease (its claim is settled BUFFERED): true.
+     */
+    const stillHeld = (scheduleId: string, claimId: string) => {
+      const token = inflight.get(localKey(scheduleId, claimId));
+      return token === undefined ? Effect.succeed(true) : store.confirmClaim(scheduleId, claimId, me, token, token);
     };
 
     /** Starts one slot whose running placeholder is written; records the outcome. */
@@ -565,15 +589,29 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           .pipe(Effect.exit);
         const t = yield* now;
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none();
-        if ((Exit.isSuccess(exit) && exit.value.deduplicated) || (Option.isSome(failure) && failure.value._tag === "RequestIdReused")) {
-          // Another instance took this claim over while this one stalled past the lease, and
-          // started it first: the run is theirs. Only this process's placeholder goes.
+        const existing =
+          Exit.isSuccess(exit) && exit.value.deduplicated
+            ? exit.value.executionId
+            : Option.isSome(failure) && failure.value._tag === "RequestIdReused"
+              ? failure.value.executionId
+              : undefined;
+        if (existing !== undefined) {
+          // The claim's execution exists: an instance that took this claim over while this one
+          // stalled past the lease (or that this one took it over from) started it first. The run
+          // is theirs; this process's placeholder goes, and the claim is settled with that run
+          // (in case its starter died before settling it).
           local.delete(localKey(scheduleId, slot.claimId));
-          yield* modify(scheduleId, (cur) => {
-            const mine = (e: RunningRun) => e.claimId === slot.claimId && e.instanceId === me && e.executionId === undefined;
-            return { record: cur.running.some(mine) ? { ...cur, running: cur.running.filter((e) => !mine(e)) } : undefined, result: undefined };
-          });
-          yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was started by the instance that took it over from this one; not started twice`);
+          yield* dropPlaceholder(scheduleId, slot.claimId);
+          yield* store.settleClaim(scheduleId, slot.claimId, "STARTED", existing);
+          yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was already started (execution ${existing}); not started twice`);
+          return { _tag: "TakenOver" } as const;
+        }
+        if (Exit.isFailure(exit) && !(yield* stillHeld(scheduleId, slot.claimId))) {
+          // Refused (a rate limit, say) after another instance took the claim over: the claim
+          // and its run are theirs, not this refusal's.
+          local.delete(localKey(scheduleId, slot.claimId));
+          yield* dropPlaceholder(scheduleId, slot.claimId);
+          yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was taken over while this instance was starting it; its refusal here is dropped`);
           return { _tag: "TakenOver" } as const;
         }
         if (Exit.isFailure(exit)) {
@@ -583,7 +621,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             ? startErrorDetail(failure.value)
             : { type: "INTERNAL", message: "the run could not be started", retryable: false };
           const run: ScheduleRun = { nominalTime: slot.nominalTime, kind: slot.kind, error };
-          yield* modify(scheduleId, (cur) => ({ record: { ...cur, running: cur.running.filter((e) => e.claimId !== slot.claimId) }, result: undefined }));
+          yield* dropPlaceholder(scheduleId, slot.claimId);
           yield* store.settleClaim(scheduleId, slot.claimId, "FAILED", undefined);
           yield* auditSchedule(r, { type: "SCHEDULE_SKIPPED", decision: "DENY", reason: error.message, details: { nominal_time: slot.nominalTime, kind: slot.kind, error_type: error.type } });
           yield* publish(scheduleId, { _tag: "Skipped", run });
@@ -598,8 +636,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return {
             record: {
               ...cur,
+              // The entry is this instance's now, whoever wrote the placeholder (a taker that lost the start).
               running: cur.running.some((e) => e.claimId === slot.claimId)
-                ? cur.running.map((e) => (e.claimId === slot.claimId ? { ...e, executionId } : e))
+                ? cur.running.map((e) => (e.claimId === slot.claimId ? { ...e, instanceId: me, executionId } : e))
                 : [...cur.running, { claimId: slot.claimId, nominalTime: slot.nominalTime, kind: slot.kind, instanceId: me, since: t, executionId }],
               runCount: cur.runCount + 1,
               recentRuns: [run, ...cur.recentRuns].slice(0, maxRecentRuns),
@@ -671,7 +710,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         const t0 = yield* now;
         const stale = yield* staleRunning(found.value, t0);
         const picked = yield* modifyFrom(scheduleId, found.value, (cur, t) => {
-          const running = cur.running.filter((e) => !stale.has(e.claimId));
+          const running = cur.running.filter((e) => !stale.has(entryKey(e)));
           if (running.length > 0 || cur.buffer.length === 0) return { record: running.length === cur.running.length ? undefined : { ...cur, running }, result: undefined };
           const [head, ...rest] = cur.buffer;
           return {
