@@ -54,6 +54,7 @@ import {
 import {
   isTerminal,
   isTerminalEvent,
+  scheduleRunRequestIdPrefix,
   type AttemptRecord,
   type ErrorDetail,
   type ExecutionCursor,
@@ -249,6 +250,10 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         const v: FieldViolation[] = [...validateRetryPolicy(cmd.retry)];
         if (cmd.requestId !== undefined && cmd.requestId.length > maxRequestId) {
           v.push({ field: "request_id", description: `must be at most ${maxRequestId} characters` });
+        } else if (cmd.scheduleId === undefined && cmd.requestId?.startsWith(scheduleRunRequestIdPrefix) === true) {
+          // Schedules start their runs with these (a slot's fence against running twice): a
+          // caller's own could stand in for a slot's run, which would then never start.
+          v.push({ field: "request_id", description: `must not start with "${scheduleRunRequestIdPrefix}" (reserved for schedules' runs)` });
         }
         const span = (field: string, ms: number | undefined) => {
           if (ms === undefined) return;

@@ -160,3 +160,6 @@ export interface ExecutionPage {
   /** Present when there may be more. */
   readonly next?: ExecutionCursor;
 }
+
+/** Schedules' runs are started with request ids that begin so (schedule/model.ts, runRequestId); callers may not use it. */
+export const scheduleRunRequestIdPrefix = "sch:";

@@ -181,7 +181,8 @@ export function executionToPb(r: ExecutionRecord): Execution {
     state: executionStateToPb(r.state),
     principal: create(PrincipalSchema, { subject: r.principal.subject, tenant: r.principal.tenant, roles: [...r.principal.roles] }),
     labels: { ...r.labels },
-    requestId: r.requestId ?? "",
+    // A scheduled run's is the slot's fence, not a caller's: not shown (the contract says empty).
+    requestId: r.scheduleId === undefined ? (r.requestId ?? "") : "",
     scheduleId: r.scheduleId ?? "",
     nominalTime: ts(r.nominalTime),
     attempts: r.attempts.map((a) => ({

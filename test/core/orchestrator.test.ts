@@ -354,6 +354,9 @@ describe("refusals", () => {
         const bad = yield* o.execute("demo.echo", { message: "x" }, { principal: admin, retry: { backoffCoefficient: 0.5, jitter: 2 }, labels: { "Bad Key": "v" } }).pipe(Effect.flip);
         if (bad._tag !== "InvalidInput") throw new Error(`expected InvalidInput, got ${bad._tag}`);
         expect(bad.violations.map((v) => v.field).sort()).toEqual(['labels["Bad Key"]', "retry_policy.backoff_coefficient", "retry_policy.jitter"]);
+        // Schedules' runs' request ids (their slots' fence) are not the caller's to use.
+        const reserved = yield* o.execute("demo.echo", { message: "x" }, { principal: admin, idempotencyKey: "sch:nightly:cron:1000" }).pipe(Effect.flip);
+        expect(reserved).toMatchObject({ _tag: "InvalidInput", violations: [{ field: "request_id", description: expect.stringContaining("reserved") }] });
       }),
     ),
   );

@@ -206,6 +206,7 @@ describe("ScheduleService: trigger, backfill, matching times, watch", () => {
     expect(e.execution?.scheduleId).toBe("trig-1");
     expect(e.execution?.nominalTime).toEqual(t.run?.nominalTime);
     expect(e.execution?.principal?.subject).toBe("alice");
+    expect(e.execution?.requestId).toBe(""); // the run's own (its slot's fence) is not the caller's: not shown
     const listed = await executions().listExecutions({ scheduleId: "trig-1" });
     expect(listed.executions.map((x) => x.executionId)).toEqual([t.run!.executionId]);
     expect((await failure(client().triggerSchedule({ scheduleId: "nope" }))).code).toBe(Code.NotFound);

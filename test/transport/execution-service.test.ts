@@ -255,6 +255,9 @@ describe("refusals", () => {
     expect(duration.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field)).toEqual(["timeout"]);
     const empty = await failure(collect(admin(), { operation: "" }));
     expect(empty.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe("operation");
+    const reserved = await failure(collect(admin(), { operation: "demo.echo", input: { message: "x" }, requestId: "sch:nightly:cron:1000" }));
+    expect(reserved.code).toBe(Code.InvalidArgument);
+    expect(reserved.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => v.field)).toEqual(["request_id"]);
   });
 
   it("unknown operation: NOT_FOUND naming nothing else", async () => {

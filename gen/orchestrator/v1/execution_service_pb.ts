@@ -269,7 +269,8 @@ export type ExecuteRequest = Message<"orchestrator.v1.ExecuteRequest"> & {
    * existing execution and then follows it from its current state (a terminal event at once if
    * it has ended). The same request_id with a different request is ALREADY_EXISTS (reason
    * REQUEST_ID_REUSED). Keys are scoped per principal and per RPC. Empty: no deduplication.
-   * At most 128 printable ASCII characters; a UUID is recommended.
+   * At most 128 printable ASCII characters; a UUID is recommended. Ids starting with "sch:" are
+   * reserved (schedules start their runs with them): INVALID_ARGUMENT.
    *
    * @generated from field: string request_id = 3;
    */

@@ -2,7 +2,7 @@
  * Schedules as the core sees them: plain JSON-serializable data (times in epoch ms, spans in
  * ms), independent of protobuf. The transport maps the v1 contract to and from these.
  */
-import type { ErrorDetail, ExecutionState, JsonObject, Principal, RetryPolicyInput } from "../model.js";
+import { scheduleRunRequestIdPrefix, type ErrorDetail, type ExecutionState, type JsonObject, type Principal, type RetryPolicyInput } from "../model.js";
 import type { ScheduleSpec } from "./spec.js";
 
 export type { ScheduleSpec };
@@ -136,7 +136,7 @@ export const cronClaimId = (nominalMs: number) => `cron:${nominalMs}`;
  * the first's execution by this id (or loses the insert to it) and is deduplicated. At most
  * 4 + 63 + 1 + 59 = 127 characters (a backfill claim id is the longest), within request_id's 128.
  */
-export const runRequestId = (scheduleId: string, claimId: string) => `sch:${scheduleId}:${claimId}`;
+export const runRequestId = (scheduleId: string, claimId: string) => `${scheduleRunRequestIdPrefix}${scheduleId}:${claimId}`;
 
 /** An event of WatchSchedule. */
 export type ScheduleEventKind =
