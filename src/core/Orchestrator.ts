@@ -558,7 +558,9 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       yield* validate(cmd);
       const input = yield* decodeInput(op, cmd.input);
 
-      if (cmd.requestId !== undefined && cmd.requestId !== "") {
+      // A schedule's run skips the lookup: its request id is its slot's fence, almost always new,
+      // and the insert below still finds the rare duplicate (a slot started by two instances).
+      if (cmd.requestId !== undefined && cmd.requestId !== "" && cmd.scheduleId === undefined) {
         const found = yield* store.findByRequestId(cmd.principal.subject, cmd.requestId);
         if (Option.isSome(found)) return yield* attach(found.value, cmd, following);
       }
