@@ -750,9 +750,16 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* store.settleClaim(claim.scheduleId, claim.claimId, "SKIPPED", undefined);
           return { _tag: "Gone" } as const;
         }
-        const d = decided.value[0].decision;
-        const r = decided.value[0].record;
-        const written = decided.value[1];
+        return yield* act(claim, decided.value[0].decision, decided.value[0].record, decided.value[1]);
+      }).pipe(Effect.ensuring(Effect.sync(() => inflight.delete(localKey(claim.scheduleId, claim.claimId))))) as Effect.Effect<Dispatched, StoreError>;
+
+    /**
+     * Carries out the overlap decision for a claimed slot, written in `r` (as stored: `written`,
+     * when known).
+     */
+    const act = (claim: Claim, d: Decision, r: ScheduleRecord, written: ScheduleRecord | undefined): Effect.Effect<Dispatched, StoreError> =>
+      Effect.gen(function* () {
+        const slot: BufferedRun = { claimId: claim.claimId, nominalTime: claim.nominalTime, kind: claim.kind };
         const run: ScheduleRun = { nominalTime: claim.nominalTime, kind: claim.kind };
         switch (d._tag) {
           case "Start": {
@@ -791,7 +798,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           case "Gone":
             return { _tag: "Gone" } as const;
         }
-      }).pipe(Effect.ensuring(Effect.sync(() => inflight.delete(localKey(claim.scheduleId, claim.claimId))))) as Effect.Effect<Dispatched, StoreError>;
+      }) as Effect.Effect<Dispatched, StoreError>;
 
     const findExecution = (claim: Claim) =>
       Effect.gen(function* () {
@@ -862,7 +869,21 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             instanceId: me,
             leaseUntil: t + settings.leaseMs + jitterMax,
           }));
-          const advanced = { ...r, rev: r.rev + 1, nextFireTime: next, missedCount: r.missedCount + missedCount };
+          // Unjittered slots are dispatched at once: their overlap decisions go into the write that
+          // claims them (one write, not two, per slot). A jittered slot decides when its time comes.
+          const fold = jitterMax === 0 && claims.length > 0;
+          // Entries added after this read are not in `stale`: they count as active (the safe side).
+          const stale = fold ? yield* staleRunning(r, t) : new Set<string>();
+          let cur: ScheduleRecord = { ...r, nextFireTime: next, missedCount: r.missedCount + missedCount };
+          const decided: Array<{ readonly claim: Claim; readonly record: ScheduleRecord; readonly decision: Decision }> = [];
+          if (fold) {
+            for (const claim of claims) {
+              const out = decide(cur, { claimId: claim.claimId, nominalTime: claim.nominalTime, kind: claim.kind }, claim.overlap ?? cur.policy.overlap, stale, t);
+              cur = out.record;
+              decided.push({ claim, ...out });
+            }
+          }
+          const advanced = { ...cur, rev: r.rev + 1 };
           if (!(yield* store.advance(advanced, r.rev, claims))) continue; // changed under us: re-read
           remember(advanced);
           for (const claim of claims) hold(claim);
@@ -873,6 +894,19 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
               details: { count: missedCount, first: missed[0] ?? null, last: missed.at(-1) ?? null },
             });
             for (const s of missed) yield* publish(scheduleId, { _tag: "Missed", run: { nominalTime: s, kind: "CRON" } });
+          }
+          if (fold) {
+            // The lease was taken a moment ago: no renewal before the start. After the first, each
+            // start reads the record its predecessor wrote.
+            let written: ScheduleRecord | undefined = advanced;
+            for (const { claim, record, decision } of decided) {
+              yield* act(claim, decision, record, written).pipe(
+                Effect.ensuring(Effect.sync(() => inflight.delete(localKey(scheduleId, claim.claimId)))),
+                Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)),
+              );
+              written = undefined;
+            }
+            return;
           }
           let hint: ScheduleRecord | undefined = advanced; // the record as just stored, for the first dispatch
           for (const claim of claims) {
