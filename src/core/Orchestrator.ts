@@ -825,10 +825,10 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
       /** Executions running in this process now. */
       running: () => live.size,
 
-      /** Whether this execution runs in this process (not ended, not elsewhere). */
-      runsHere: (executionId: string) => {
+      /** Whether this execution runs in this process (not ended, not elsewhere); given a schedule, as one of its runs. */
+      runsHere: (executionId: string, scheduleId?: string) => {
         const l = live.get(executionId);
-        return l !== undefined && !l.finished;
+        return l !== undefined && !l.finished && (scheduleId === undefined || l.record.scheduleId === scheduleId);
       },
 
       /**

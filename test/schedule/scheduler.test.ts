@@ -4,12 +4,13 @@
  * start/end, pause_on_failure, trigger and backfill, and one slot claimed once by two engines.
  */
 import { describe, expect, it } from "@effect/vitest";
-import { Chunk, Context, Deferred, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect";
+import { Chunk, Context, Deferred, Effect, Fiber, Layer, Option, PubSub, Stream, TestClock } from "effect";
 import { Scheduler } from "../../src/core/schedule/Scheduler.js";
 import { PolicyDenied, StoreError } from "../../src/core/errors.js";
 import type { OverlapPolicy } from "../../src/core/schedule/model.js";
 import { Orchestrator } from "../../src/core/Orchestrator.js";
 import { AuditLogger } from "../../src/ports/AuditLogger.js";
+import { InstanceBus } from "../../src/ports/InstanceBus.js";
 import { PolicyService } from "../../src/ports/PolicyService.js";
 import { ScheduleStore } from "../../src/ports/ScheduleStore.js";
 import { admin, makeProbe, viewer, type Probe } from "../support/core.js";
@@ -222,6 +223,34 @@ describe("Scheduler: overlap policies", () => {
         ]);
       }),
     ),
+  );
+
+  it.effect("CANCEL_OTHER from another instance: obeyed for a live run of the schedule it names, not for any other execution", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      const cancels = yield* PubSub.unbounded<string>();
+      // What the other instances would send on the bus (PostgreSQL's NOTIFY in production).
+      const bus = Layer.succeed(InstanceBus, {
+        send: () => Effect.void,
+        receive: (channel) => (channel === "orchestrator_schedule_cancel" ? Stream.fromPubSub(cancels) : Stream.never),
+      });
+      yield* Effect.gen(function* () {
+        const s = yield* Scheduler;
+        const o = yield* Orchestrator;
+        yield* s.create(admin, { scheduleId: "co", schedule: input({ operation: "test.block", actionInput: {}, remainingRuns: 1 }) });
+        yield* seconds(1);
+        const run = (yield* executionsOf("co"))[0]!;
+        const other = yield* o.submit({ operation: "test.block", input: {}, principal: admin });
+        const ask = (executionId: string) => PubSub.publish(cancels, JSON.stringify({ scheduleId: "co", executionId, reason: "cancelled by schedule co: overlap policy CANCEL_OTHER" }));
+        yield* ask(other.executionId);
+        yield* settle;
+        expect(o.runsHere(other.executionId)).toBe(true); // not a run of "co": ignored
+        yield* ask(run.executionId);
+        yield* settle;
+        expect((yield* executionsOf("co")).map((x) => x.state)).toEqual(["CANCELLED"]);
+        expect(o.runsHere(other.executionId)).toBe(true);
+      }).pipe(Effect.provide(fullLayer(probe).pipe(Layer.provide(bus))));
+    }),
   );
 
   it.effect("ALLOW_ALL: slots start alongside the active runs", () =>

@@ -988,7 +988,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         Stream.runForEach((text) =>
           Effect.gen(function* () {
             const c = decodeCancel(text);
-            if (c === undefined || !orchestrator.runsHere(c.executionId)) return;
+            // Only a run of that schedule, live here: a message naming another execution is not obeyed.
+            if (c === undefined || !orchestrator.runsHere(c.executionId, c.scheduleId)) return;
             const r = yield* store.get(c.scheduleId).pipe(Effect.orElseSucceed(() => Option.none<ScheduleRecord>()));
             if (Option.isNone(r)) return;
             yield* FiberSet.run(fibers, orchestrator.cancel(r.value.owner, c.executionId, c.reason).pipe(Effect.ignore));
