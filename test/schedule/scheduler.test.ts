@@ -397,6 +397,32 @@ describe("Scheduler: spec and state", () => {
   );
 });
 
+describe("Scheduler: over capacity", () => {
+  it.effect("claims no more than maxPending slots while they cannot be dispatched; the rest wait in the store and run once", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        // Every start waits at the gate (its policy check): nothing claimed can be dispatched.
+        const gate = yield* Deferred.make<void>();
+        const policy = Layer.succeed(
+          PolicyService,
+          PolicyService.of({ check: () => Deferred.await(gate).pipe(Effect.as({ rule: "default-allow", policyVersion: 0 })), usage: () => Effect.void, record: () => Effect.void }),
+        );
+        const s = Context.get(yield* Layer.build(schedulerLayer({ maxPending: 6 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(policy))))), Scheduler);
+        for (let i = 0; i < 4; i++) yield* s.create(admin, { scheduleId: `j${i}`, schedule: input({ jitterMs: 900, overlap: "ALLOW_ALL" }) });
+        yield* seconds(10);
+        // Two passes of the engine (4 slots each), then it waits: 40 without the bound.
+        expect(s.pending()).toBe(8);
+        yield* Deferred.succeed(gate, undefined);
+        yield* settle;
+        yield* seconds(5);
+        for (let i = 0; i < 4; i++) expect(yield* nominals(`j${i}`)).toEqual(Array.from({ length: 14 }, (_, k) => (k + 1) * 1000));
+        expect(s.pending()).toBeLessThanOrEqual(4);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe)));
+    }),
+  );
+});
+
 describe("Scheduler: trigger, backfill, watch, update", () => {
   it.effect("trigger runs now under the overlap policy, even when paused", () =>
     withScheduler(() =>

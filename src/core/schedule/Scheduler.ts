@@ -43,10 +43,12 @@ import {
   Cause,
   Clock,
   Context,
+  Deferred,
   Duration,
   Effect,
   Either,
   Exit,
+  FiberId,
   FiberSet,
   Layer,
   Option,
@@ -112,6 +114,13 @@ export interface SchedulerSettings {
   readonly batch: number;
   /** How long a request_id is remembered. */
   readonly requestTtlMs: number;
+  /**
+   * Slots this process may hold claimed and not yet dispatched (jittered slots waiting for their
+   * time, dispatches under way). At this many the engine claims no more until half of them are
+   * dispatched: an instance over capacity leaves due slots in the store (for other instances, or
+   * for itself later, through the catch-up window) instead of piling up claims without bound.
+   */
+  readonly maxPending: number;
 }
 
 export class SchedulerConfig extends Context.Tag("orchestrator/SchedulerConfig")<SchedulerConfig, SchedulerSettings>() {
@@ -122,6 +131,7 @@ export class SchedulerConfig extends Context.Tag("orchestrator/SchedulerConfig")
       pollMs: 1_000,
       batch: 512,
       requestTtlMs: 24 * 3_600_000,
+      maxPending: 5_000,
       ...overrides,
     }));
   }
@@ -282,6 +292,16 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
      */
     const inflight = new Map<string, number>();
     const hold = (c: Claim) => void inflight.set(localKey(c.scheduleId, c.claimId), c.leaseUntil);
+    /** Set while the engine waits for pending claims to drain below half of maxPending. */
+    let drained: Deferred.Deferred<void> | undefined;
+    const letGo = (scheduleId: string, claimId: string) =>
+      Effect.sync(() => {
+        inflight.delete(localKey(scheduleId, claimId));
+        if (drained !== undefined && inflight.size <= settings.maxPending / 2) {
+          Deferred.unsafeDone(drained, Exit.void);
+          drained = undefined;
+        }
+      });
     /** Renews this process's lease on a claim; false when another holder took it over. */
     const confirm = (c: Claim) =>
       Effect.gen(function* () {
@@ -751,7 +771,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return { _tag: "Gone" } as const;
         }
         return yield* act(claim, decided.value[0].decision, decided.value[0].record, decided.value[1]);
-      }).pipe(Effect.ensuring(Effect.sync(() => inflight.delete(localKey(claim.scheduleId, claim.claimId))))) as Effect.Effect<Dispatched, StoreError>;
+      }).pipe(Effect.ensuring(letGo(claim.scheduleId, claim.claimId))) as Effect.Effect<Dispatched, StoreError>;
 
     /**
      * Carries out the overlap decision for a claimed slot, written in `r` (as stored: `written`,
@@ -901,7 +921,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             let written: ScheduleRecord | undefined = advanced;
             for (const { claim, record, decision } of decided) {
               yield* act(claim, decision, record, written).pipe(
-                Effect.ensuring(Effect.sync(() => inflight.delete(localKey(scheduleId, claim.claimId)))),
+                Effect.ensuring(letGo(scheduleId, claim.claimId)),
                 Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)),
               );
               written = undefined;
@@ -927,6 +947,15 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
 
     const engine = Effect.gen(function* () {
       for (;;) {
+        if (inflight.size >= settings.maxPending) {
+          const t0 = yield* now;
+          yield* Effect.logWarning(
+            `scheduler: ${inflight.size} claimed slots wait to be dispatched; claiming no more until half of them are (this instance is over capacity)`,
+          );
+          const wait = (drained = Deferred.unsafeMake<void>(FiberId.none));
+          yield* Deferred.await(wait);
+          yield* Effect.logInfo(`scheduler: claiming again after ${(yield* now) - t0} ms`);
+        }
         const t = yield* now;
         const ids = yield* store.due(t, settings.batch);
         let failed = false;
@@ -1297,6 +1326,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       view,
       /** Runs of this process still going (tests, metrics). */
       localRuns: () => local.size,
+      /** Slots this process holds claimed and has not finished dispatching (see maxPending). */
+      pending: () => inflight.size,
     };
   }),
 }) {}
