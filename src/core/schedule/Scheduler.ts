@@ -952,8 +952,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* Effect.logWarning(
             `scheduler: ${inflight.size} claimed slots wait to be dispatched; claiming no more until half of them are (this instance is over capacity)`,
           );
-          const wait = (drained = Deferred.unsafeMake<void>(FiberId.none));
-          yield* Deferred.await(wait);
+          // Checked again where the Deferred is made (no other fiber runs in between): dispatches
+          // may have drained meanwhile, and then no letGo would ever complete it.
+          yield* Effect.suspend(() => (inflight.size <= settings.maxPending / 2 ? Effect.void : Deferred.await((drained = Deferred.unsafeMake<void>(FiberId.none)))));
           yield* Effect.logInfo(`scheduler: claiming again after ${(yield* now) - t0} ms`);
         }
         const t = yield* now;
