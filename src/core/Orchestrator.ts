@@ -831,6 +831,10 @@ export class Orchestrator extends Effect.Service<Orchestrator>()("orchestrator/O
         return l !== undefined && !l.finished && (scheduleId === undefined || l.record.scheduleId === scheduleId);
       },
 
+      /** The execution a principal started with this request id, if any (no permission check: the scheduler's). */
+      findByRequestId: (principal: Principal, requestId: string): Effect.Effect<ExecutionRecord | undefined, StoreError> =>
+        Effect.map(store.findByRequestId(principal.subject, requestId), Option.getOrUndefined),
+
       /**
        * The ended record of an execution, waiting for it if it runs in this process (without
        * cancelling it when the waiter is interrupted); a stored record as it is otherwise

@@ -13,6 +13,7 @@ import { AuditLogger } from "../../src/ports/AuditLogger.js";
 import { InstanceBus } from "../../src/ports/InstanceBus.js";
 import { PolicyService } from "../../src/ports/PolicyService.js";
 import { ScheduleStore } from "../../src/ports/ScheduleStore.js";
+import { ExecutionStore } from "../../src/ports/ExecutionStore.js";
 import { admin, makeProbe, viewer, type Probe } from "../support/core.js";
 import { ScheduleStoreMemory } from "../../src/ports/memory/ScheduleStoreMemory.js";
 import { baseLayer, executionsOf, fullLayer, input, schedulerLayer, settle, sqliteStore } from "./support.js";
@@ -398,7 +399,7 @@ describe("Scheduler: spec and state", () => {
 });
 
 describe("Scheduler: over capacity", () => {
-  it.effect("claims no more than maxPending slots while they cannot be dispatched; the rest wait in the store and run once", () =>
+  it.effect("claims no more while maxDispatching dispatches are under way; the rest wait in the store and run once", () =>
     Effect.gen(function* () {
       const probe = yield* makeProbe;
       yield* Effect.gen(function* () {
@@ -408,16 +409,16 @@ describe("Scheduler: over capacity", () => {
           PolicyService,
           PolicyService.of({ check: () => Deferred.await(gate).pipe(Effect.as({ rule: "default-allow", policyVersion: 0 })), usage: () => Effect.void, record: () => Effect.void }),
         );
-        const s = Context.get(yield* Layer.build(schedulerLayer({ maxPending: 6 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(policy))))), Scheduler);
+        const s = Context.get(yield* Layer.build(schedulerLayer({ maxDispatching: 6 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(policy))))), Scheduler);
         for (let i = 0; i < 4; i++) yield* s.create(admin, { scheduleId: `j${i}`, schedule: input({ jitterMs: 900, overlap: "ALLOW_ALL" }) });
         yield* seconds(10);
-        // Two passes of the engine (4 slots each), then it waits: 40 without the bound.
-        expect(s.pending()).toBe(8);
+        // Two passes of the engine (4 slots each, each dispatched when its jitter passed), then it waits: 40 without the bound.
+        expect(s.dispatching()).toBe(8);
         yield* Deferred.succeed(gate, undefined);
         yield* settle;
         yield* seconds(5);
         for (let i = 0; i < 4; i++) expect(yield* nominals(`j${i}`)).toEqual(Array.from({ length: 14 }, (_, k) => (k + 1) * 1000));
-        expect(s.pending()).toBeLessThanOrEqual(4);
+        expect(s.dispatching()).toBeLessThanOrEqual(4);
       }).pipe(Effect.scoped, Effect.provide(baseLayer(probe)));
     }),
   );
@@ -528,10 +529,26 @@ describe.each([
    * claim, before the execution exists) waits until released: a stall. `deny`: that check then
    * refuses (a refusal after the stall, like a rate limit would).
    */
-  const stallingInstance = (instanceId: string, answer: "allow" | "deny" = "allow") =>
+  const stallingInstance = (instanceId: string, answer: "allow" | "deny" = "allow", stallAfterInsert = false) =>
     Effect.gen(function* () {
       const entered = yield* Deferred.make<void>();
       const gate = yield* Deferred.make<void>();
+      // stallAfterInsert: its first execution insert is committed, then it waits (before the schedule hears of it).
+      const inserted = yield* Deferred.make<void>();
+      const afterInsert = yield* Deferred.make<void>();
+      let firstInsert = true;
+      const executions = Layer.effect(
+        ExecutionStore,
+        Effect.map(ExecutionStore, (st) => ({
+          ...st,
+          insert: (r: Parameters<typeof st.insert>[0]) =>
+            Effect.tap(st.insert(r), () => {
+              if (!stallAfterInsert || !firstInsert) return Effect.void;
+              firstInsert = false;
+              return Effect.zipRight(Deferred.succeed(inserted, undefined), Deferred.await(afterInsert));
+            }),
+        })),
+      );
       let first = true;
       const policy = Layer.succeed(
         PolicyService,
@@ -548,21 +565,31 @@ describe.each([
           record: () => Effect.void,
         }),
       );
-      const layer = schedulerLayer({ instanceId, leaseMs: 3_000 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(policy))));
+      const layer = schedulerLayer({ instanceId, leaseMs: 3_000 }).pipe(Layer.provide(Orchestrator.Default.pipe(Layer.provide(Layer.merge(policy, executions)))));
       const scheduler = Context.get(yield* Layer.build(layer), Scheduler);
-      return { scheduler, entered: Deferred.await(entered), release: Effect.zipRight(Deferred.succeed(gate, undefined), settle) };
+      return {
+        scheduler,
+        entered: Deferred.await(entered),
+        release: Effect.zipRight(Deferred.succeed(gate, undefined), settle),
+        inserted: Deferred.await(inserted),
+        finish: Effect.zipRight(Deferred.succeed(afterInsert, undefined), settle),
+      };
     });
 
   /** Slot 1000 of a one-run schedule on instance a, which stalls on it; b is built 500 ms later. */
-  const stalledSlot = (operation: string, a: { readonly answer?: "allow" | "deny" } = {}, b: { readonly stalls?: boolean } = {}) =>
+  const stalledSlot = (
+    operation: string,
+    a: { readonly answer?: "allow" | "deny"; readonly stallAfterInsert?: boolean } = {},
+    b: { readonly stalls?: boolean; readonly answer?: "allow" | "deny" } = {},
+  ) =>
     Effect.gen(function* () {
-      const ia = yield* stallingInstance("a", a.answer);
+      const ia = yield* stallingInstance("a", a.answer, a.stallAfterInsert);
       yield* ia.scheduler.create(admin, { scheduleId: "once", schedule: input({ remainingRuns: 1, operation, actionInput: operation === "test.count" ? { n: 1 } : {} }) });
       yield* seconds(1); // slot 1000: a claims it (lease until 4000) and stalls
       yield* ia.entered;
       yield* TestClock.adjust("500 millis");
       // b's lease sweep runs at 1500, 2500, … (a's at 1000, 2000, …): b is first to see the lease expired.
-      const ib = b.stalls === true ? yield* stallingInstance("b") : { scheduler: Context.get(yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 })), Scheduler), entered: Effect.void, release: Effect.void };
+      const ib = b.stalls === true ? yield* stallingInstance("b", b.answer) : { scheduler: Context.get(yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 })), Scheduler), entered: Effect.void, release: Effect.void, inserted: Effect.void, finish: Effect.void };
       yield* seconds(3); // t = 4500: b takes the slot over
       return { a: ia, b: ib };
     });
@@ -580,6 +607,45 @@ describe.each([
         expect(r.record.runCount).toBe(1);
         expect(r.record.running).toEqual([]);
         expect(r.record.recentRuns.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "SUCCEEDED"]]);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
+  it.effect("a catch-up of two slots whose instance stalls on the first: the taker decides each once, and each runs once", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        // Created while no engine runs slots 1000 and 2000: the next engine catches both up at once.
+        yield* Effect.scoped(
+          Effect.flatMap(Scheduler, (s) => s.create(admin, { scheduleId: "once", schedule: input({ operation: "test.block", actionInput: {}, overlap: "BUFFER_ALL", endTime: 2_500 }) })).pipe(
+            Effect.provide(schedulerLayer({ instanceId: "z" })),
+          ),
+        );
+        yield* TestClock.adjust("2 seconds");
+        const a = yield* stallingInstance("a"); // claims 1000 and 2000, stalls starting 1000
+        yield* settle;
+        yield* a.entered;
+        yield* TestClock.adjust("500 millis");
+        const b = Context.get(yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 })), Scheduler);
+        yield* seconds(3); // t = 5500: b has taken both claims over: 1000 runs, 2000 waits
+        const first = yield* executionsOf("once");
+        expect(first.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "RUNNING"]]);
+        yield* a.release; // a's start of 1000 is deduplicated; its claim of 2000 is no longer its own
+        yield* seconds(1);
+        const r = yield* b.get(admin, "once");
+        expect(r.record.buffer.map((x) => x.nominalTime)).toEqual([2000]);
+        expect(r.record.running.map((x) => [x.nominalTime, x.executionId])).toEqual([[1000, first[0]!.executionId]]);
+        // 1000 ends: 2000 starts, once.
+        yield* Effect.flatMap(Orchestrator, (o) => o.cancel(admin, first[0]!.executionId, "done"));
+        yield* settle;
+        yield* seconds(1);
+        expect((yield* executionsOf("once")).map((x) => [x.nominalTime, x.state])).toEqual([
+          [1000, "CANCELLED"],
+          [2000, "RUNNING"],
+        ]);
+        const after = yield* b.get(admin, "once");
+        expect(after.record.buffer).toEqual([]);
+        expect(after.record.runCount).toBe(2);
       }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
     }),
   );
@@ -602,6 +668,28 @@ describe.each([
         expect(yield* b.scheduler.trigger(admin, { scheduleId: "once" })).toMatchObject({ outcome: "SKIPPED" });
         expect(yield* a.scheduler.trigger(admin, { scheduleId: "once" })).toMatchObject({ outcome: "SKIPPED" });
         expect(yield* executionsOf("once")).toHaveLength(1);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
+  it.effect("the taker is refused after the stalled instance started the slot: the run and its claim stand", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        const { a, b } = yield* stalledSlot("test.block", { stallAfterInsert: true }, { stalls: true, answer: "deny" });
+        yield* b.entered; // b took the slot over and stalls too
+        yield* a.release; // a creates the execution, and stalls again before recording it
+        yield* a.inserted;
+        yield* b.release; // b's start is refused (by its policy; a limit that a's run fills would do the same)
+        yield* a.finish;
+        yield* seconds(1);
+        const xs = yield* executionsOf("once");
+        expect(xs.map((x) => [x.nominalTime, x.state])).toEqual([[1000, "RUNNING"]]);
+        const r = yield* b.scheduler.get(admin, "once");
+        expect(r.record.running).toMatchObject([{ claimId: "cron:1000", instanceId: "a", executionId: xs[0]!.executionId }]);
+        expect(r.record.recentRuns.map((x) => [x.nominalTime, x.executionId, x.error])).toEqual([[1000, xs[0]!.executionId, undefined]]);
+        const audit = yield* AuditLogger;
+        expect((yield* audit.read(0, 10_000)).filter((e) => e.type === "SCHEDULE_SKIPPED" && e.details?.["nominal_time"] === 1000)).toEqual([]);
       }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
     }),
   );

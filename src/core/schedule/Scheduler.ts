@@ -115,12 +115,13 @@ export interface SchedulerSettings {
   /** How long a request_id is remembered. */
   readonly requestTtlMs: number;
   /**
-   * Slots this process may hold claimed and not yet dispatched (jittered slots waiting for their
-   * time, dispatches under way). At this many the engine claims no more until half of them are
-   * dispatched: an instance over capacity leaves due slots in the store (for other instances, or
-   * for itself later, through the catch-up window) instead of piling up claims without bound.
+   * Dispatches of claimed slots this process may have under way at once (a jittered slot counts
+   * once its time has come, not while it waits for it). At this many the engine claims no more
+   * until half of them have finished: an instance over capacity leaves due slots in the store
+   * (for other instances, or for itself later, through the catch-up window) instead of piling up
+   * dispatches, and memory, without bound.
    */
-  readonly maxPending: number;
+  readonly maxDispatching: number;
 }
 
 export class SchedulerConfig extends Context.Tag("orchestrator/SchedulerConfig")<SchedulerConfig, SchedulerSettings>() {
@@ -131,7 +132,7 @@ export class SchedulerConfig extends Context.Tag("orchestrator/SchedulerConfig")
       pollMs: 1_000,
       batch: 512,
       requestTtlMs: 24 * 3_600_000,
-      maxPending: 5_000,
+      maxDispatching: 5_000,
       ...overrides,
     }));
   }
@@ -191,6 +192,8 @@ type Decision =
       readonly dropped: ReadonlyArray<BufferedRun>;
     }
   | { readonly _tag: "Skip" }
+  /** Decided before, by the instance this claim was taken over from: it runs or waits already. */
+  | { readonly _tag: "Already" }
   | { readonly _tag: "Gone" };
 
 /** The error type a run that could not start records (as Execute's status reasons name them). */
@@ -292,16 +295,27 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
      */
     const inflight = new Map<string, number>();
     const hold = (c: Claim) => void inflight.set(localKey(c.scheduleId, c.claimId), c.leaseUntil);
-    /** Set while the engine waits for pending claims to drain below half of maxPending. */
+    /** Dispatches under way (see maxDispatching). */
+    let dispatching = 0;
+    /** Set while the engine waits for the dispatches under way to drop to half of maxDispatching. */
     let drained: Deferred.Deferred<void> | undefined;
-    const letGo = (scheduleId: string, claimId: string) =>
-      Effect.sync(() => {
-        inflight.delete(localKey(scheduleId, claimId));
-        if (drained !== undefined && inflight.size <= settings.maxPending / 2) {
-          Deferred.unsafeDone(drained, Exit.void);
-          drained = undefined;
-        }
-      });
+    /** A dispatch of a held claim, counted while under way; the claim is let go after it. */
+    const dispatching_ = <A, E>(scheduleId: string, claimId: string, body: Effect.Effect<A, E>) =>
+      Effect.suspend(() => {
+        dispatching++;
+        return body;
+      }).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            dispatching--;
+            inflight.delete(localKey(scheduleId, claimId));
+            if (drained !== undefined && dispatching <= settings.maxDispatching / 2) {
+              Deferred.unsafeDone(drained, Exit.void);
+              drained = undefined;
+            }
+          }),
+        ),
+      );
     /** Renews this process's lease on a claim; false when another holder took it over. */
     const confirm = (c: Claim) =>
       Effect.gen(function* () {
@@ -526,15 +540,18 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
 
     const decide = (r: ScheduleRecord, slot: BufferedRun, overlap: OverlapPolicy, stale: ReadonlySet<string>, t: number): { record: ScheduleRecord; decision: Decision } => {
       const running = r.running.filter((e) => !stale.has(entryKey(e)));
+      // A claim taken over may have been decided already, by the instance that held it: it runs,
+      // or it waits in the buffer. It is not decided a second time.
+      if (running.some((e) => e.claimId === slot.claimId)) return { record: { ...r, running }, decision: { _tag: "Already" } };
+      const waiting = r.buffer.some((b) => b.claimId === slot.claimId);
       const placeholder = (s: BufferedRun): RunningRun => ({ claimId: s.claimId, nominalTime: s.nominalTime, kind: s.kind, instanceId: me, since: t });
-      if (running.length === 0 && r.buffer.length === 0) {
-        return { record: { ...r, running: [placeholder(slot)] }, decision: { _tag: "Start", slot } };
-      }
       if (running.length === 0) {
-        // Slots already wait (their starter died): the oldest goes first, this one queues.
-        const [head, ...rest] = r.buffer;
-        return { record: { ...r, running: [placeholder(head!)], buffer: [...rest, slot] }, decision: { _tag: "Start", slot: head! } };
+        // Slots may already wait (their starter died): the oldest goes first; this one queues
+        // after them, or keeps its place.
+        const [head, ...rest] = waiting ? r.buffer : [...r.buffer, slot];
+        return { record: { ...r, running: [placeholder(head!)], buffer: rest }, decision: { _tag: "Start", slot: head! } };
       }
+      if (waiting) return { record: { ...r, running }, decision: { _tag: "Buffer", cancel: [], dropped: [] } };
       switch (overlap) {
         case "ALLOW_ALL":
           return { record: { ...r, running: [...running, placeholder(slot)] }, decision: { _tag: "Start", slot } };
@@ -614,7 +631,11 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             ? exit.value.executionId
             : Option.isSome(failure) && failure.value._tag === "RequestIdReused"
               ? failure.value.executionId
-              : undefined;
+              : Exit.isFailure(exit)
+                ? // Refused before its insert (policy, limits: a run already in flight may be the
+                  // reason) — while another instance may have started this very claim meanwhile.
+                  (yield* orchestrator.findByRequestId(r.owner, runRequestId(scheduleId, slot.claimId)).pipe(Effect.orElseSucceed(() => undefined)))?.executionId
+                : undefined;
         if (existing !== undefined) {
           // The claim's execution exists: an instance that took this claim over while this one
           // stalled past the lease (or that this one took it over from) started it first. The run
@@ -624,6 +645,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* dropPlaceholder(scheduleId, slot.claimId);
           yield* store.settleClaim(scheduleId, slot.claimId, "STARTED", existing);
           yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was already started (execution ${existing}); not started twice`);
+          yield* pumpLater(scheduleId); // what waits, if nothing else runs now
           return { _tag: "TakenOver" } as const;
         }
         if (Exit.isFailure(exit) && !(yield* stillHeld(scheduleId, slot.claimId))) {
@@ -632,6 +654,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           local.delete(localKey(scheduleId, slot.claimId));
           yield* dropPlaceholder(scheduleId, slot.claimId);
           yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was taken over while this instance was starting it; its refusal here is dropped`);
+          yield* pumpLater(scheduleId);
           return { _tag: "TakenOver" } as const;
         }
         if (Exit.isFailure(exit)) {
@@ -771,7 +794,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return { _tag: "Gone" } as const;
         }
         return yield* act(claim, decided.value[0].decision, decided.value[0].record, decided.value[1]);
-      }).pipe(Effect.ensuring(letGo(claim.scheduleId, claim.claimId))) as Effect.Effect<Dispatched, StoreError>;
+      }).pipe((body) => dispatching_(claim.scheduleId, claim.claimId, body)) as Effect.Effect<Dispatched, StoreError>;
 
     /**
      * Carries out the overlap decision for a claimed slot, written in `r` (as stored: `written`,
@@ -815,19 +838,27 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             yield* publish(claim.scheduleId, { _tag: "Skipped", run });
             return { _tag: "Skipped", run } as const;
           }
+          case "Already":
+            return { _tag: "TakenOver" } as const;
           case "Gone":
             return { _tag: "Gone" } as const;
         }
       }) as Effect.Effect<Dispatched, StoreError>;
 
+    /**
+     * The execution a claim has started, if any: the one with the claim's request id (the fence);
+     * a cron slot's run started before runs had one is found by its nominal time.
+     */
     const findExecution = (claim: Claim) =>
       Effect.gen(function* () {
         const r = yield* store.get(claim.scheduleId);
         if (Option.isNone(r)) return undefined;
+        const fenced = yield* orchestrator.findByRequestId(r.value.owner, runRequestId(claim.scheduleId, claim.claimId));
+        if (fenced !== undefined || claim.kind !== "CRON") return fenced?.executionId;
         const page = yield* orchestrator
           .list(r.value.owner, { filter: { scheduleId: claim.scheduleId }, order: "CREATE_TIME_DESCENDING", pageSize: 1000 })
           .pipe(Effect.orElseSucceed(() => ({ executions: [] as ReadonlyArray<ExecutionRecord>, nextPageToken: "" })));
-        return page.executions.find((e) => e.nominalTime === claim.nominalTime)?.executionId;
+        return page.executions.find((e) => e.requestId === undefined && e.nominalTime === claim.nominalTime)?.executionId;
       });
 
     /**
@@ -889,21 +920,17 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             instanceId: me,
             leaseUntil: t + settings.leaseMs + jitterMax,
           }));
-          // Unjittered slots are dispatched at once: their overlap decisions go into the write that
-          // claims them (one write, not two, per slot). A jittered slot decides when its time comes.
-          const fold = jitterMax === 0 && claims.length > 0;
+          // The usual fire, one unjittered slot dispatched at once: its overlap decision goes into
+          // the write that claims it (one write, not two). Several slots (a catch-up) and jittered
+          // ones decide each when dispatched: a decision stored ahead of a slot's dispatch would
+          // outlive a stall or crash before it, and the instance taking the claim over would
+          // decide again on top of it.
+          const only = jitterMax === 0 && claims.length === 1 ? claims[0] : undefined;
           // Entries added after this read are not in `stale`: they count as active (the safe side).
-          const stale = fold ? yield* staleRunning(r, t) : new Set<string>();
-          let cur: ScheduleRecord = { ...r, nextFireTime: next, missedCount: r.missedCount + missedCount };
-          const decided: Array<{ readonly claim: Claim; readonly record: ScheduleRecord; readonly decision: Decision }> = [];
-          if (fold) {
-            for (const claim of claims) {
-              const out = decide(cur, { claimId: claim.claimId, nominalTime: claim.nominalTime, kind: claim.kind }, claim.overlap ?? cur.policy.overlap, stale, t);
-              cur = out.record;
-              decided.push({ claim, ...out });
-            }
-          }
-          const advanced = { ...cur, rev: r.rev + 1 };
+          const stale = only === undefined ? new Set<string>() : yield* staleRunning(r, t);
+          const base: ScheduleRecord = { ...r, nextFireTime: next, missedCount: r.missedCount + missedCount };
+          const decided = only === undefined ? undefined : decide(base, { claimId: only.claimId, nominalTime: only.nominalTime, kind: only.kind }, only.overlap ?? base.policy.overlap, stale, t);
+          const advanced = { ...(decided?.record ?? base), rev: r.rev + 1 };
           if (!(yield* store.advance(advanced, r.rev, claims))) continue; // changed under us: re-read
           remember(advanced);
           for (const claim of claims) hold(claim);
@@ -915,17 +942,11 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             });
             for (const s of missed) yield* publish(scheduleId, { _tag: "Missed", run: { nominalTime: s, kind: "CRON" } });
           }
-          if (fold) {
-            // The lease was taken a moment ago: no renewal before the start. After the first, each
-            // start reads the record its predecessor wrote.
-            let written: ScheduleRecord | undefined = advanced;
-            for (const { claim, record, decision } of decided) {
-              yield* act(claim, decision, record, written).pipe(
-                Effect.ensuring(letGo(scheduleId, claim.claimId)),
-                Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)),
-              );
-              written = undefined;
-            }
+          if (only !== undefined && decided !== undefined) {
+            // The lease was taken a moment ago: no renewal before the start.
+            yield* dispatching_(scheduleId, only.claimId, act(only, decided.decision, decided.record, advanced)).pipe(
+              Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)),
+            );
             return;
           }
           let hint: ScheduleRecord | undefined = advanced; // the record as just stored, for the first dispatch
@@ -947,14 +968,14 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
 
     const engine = Effect.gen(function* () {
       for (;;) {
-        if (inflight.size >= settings.maxPending) {
+        if (dispatching >= settings.maxDispatching) {
           const t0 = yield* now;
           yield* Effect.logWarning(
-            `scheduler: ${inflight.size} claimed slots wait to be dispatched; claiming no more until half of them are (this instance is over capacity)`,
+            `scheduler: ${dispatching} claimed slots are being dispatched; claiming no more until half of them are done (this instance is over capacity)`,
           );
           // Checked again where the Deferred is made (no other fiber runs in between): dispatches
           // may have drained meanwhile, and then no letGo would ever complete it.
-          yield* Effect.suspend(() => (inflight.size <= settings.maxPending / 2 ? Effect.void : Deferred.await((drained = Deferred.unsafeMake<void>(FiberId.none)))));
+          yield* Effect.suspend(() => (dispatching <= settings.maxDispatching / 2 ? Effect.void : Deferred.await((drained = Deferred.unsafeMake<void>(FiberId.none)))));
           yield* Effect.logInfo(`scheduler: claiming again after ${(yield* now) - t0} ms`);
         }
         const t = yield* now;
@@ -1248,7 +1269,12 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           // Queued in order, in the background: the call returns at once.
           yield* FiberSet.run(
             fibers,
-            Effect.forEach(claims, (c) => dispatch(c, false), { discard: true }).pipe(Effect.catchAll((e) => Effect.logError("schedule: backfill failed", e))),
+            Effect.forEach(claims, (c) => dispatch(c, false), { discard: true }).pipe(
+              Effect.catchAll((e) => Effect.logError("schedule: backfill failed; its remaining slots are taken over once their leases pass", e)),
+              // Held claims not dispatched (a failure, or shutdown) go back to the sweeper, which would
+              // otherwise take them for this process's own and never dispatch them.
+              Effect.ensuring(Effect.sync(() => claims.forEach((c) => inflight.delete(localKey(c.scheduleId, c.claimId))))),
+            ),
           );
           return [...slots.times];
         }),
@@ -1327,8 +1353,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
       view,
       /** Runs of this process still going (tests, metrics). */
       localRuns: () => local.size,
-      /** Slots this process holds claimed and has not finished dispatching (see maxPending). */
-      pending: () => inflight.size,
+      /** Dispatches of claimed slots under way in this process (see maxDispatching). */
+      dispatching: () => dispatching,
     };
   }),
 }) {}
