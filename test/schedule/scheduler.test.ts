@@ -650,6 +650,37 @@ describe.each([
     }),
   );
 
+  it.effect("a backfill slot taken over from a stalled instance runs, though a cron run of the same time exists", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        // Slot 1000 runs as a cron slot, on an engine that then stops.
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const s = yield* Scheduler;
+            yield* s.create(admin, { scheduleId: "once", schedule: input({ endTime: 1_500 }) });
+            yield* seconds(1);
+          }).pipe(Effect.provide(schedulerLayer({ instanceId: "z" }))),
+        );
+        expect(yield* nominals("once")).toEqual([1000]);
+        yield* TestClock.adjust("1 second");
+        const a = yield* stallingInstance("a");
+        // The backfill of [1000, 2000) on a: its run of slot 1000 stalls; b takes the claim over.
+        yield* a.scheduler.backfill(admin, { scheduleId: "once", startTime: 1_000, endTime: 2_000 });
+        yield* settle;
+        yield* a.entered;
+        yield* TestClock.adjust("500 millis");
+        yield* Layer.build(schedulerLayer({ instanceId: "b", leaseMs: 3_000 }));
+        yield* seconds(3);
+        const xs = yield* executionsOf("once");
+        expect(xs.map((x) => x.nominalTime)).toEqual([1000, 1000]); // the cron run, and the backfill's (b's)
+        yield* a.release; // a's start of the same claim is deduplicated
+        yield* seconds(1);
+        expect(yield* nominals("once")).toEqual([1000, 1000]);
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
   it.effect("the stalled instance starts first and the taker is deduplicated: one run, which overlap still sees", () =>
     Effect.gen(function* () {
       const probe = yield* makeProbe;
