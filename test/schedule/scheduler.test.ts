@@ -485,6 +485,32 @@ describe("Scheduler: trigger, backfill, watch, update", () => {
     ),
   );
 
+  it.effect("watch: a late deletion of a previous schedule of the same id (from another instance) does not end the watch", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      const remote = yield* PubSub.unbounded<string>();
+      const bus = Layer.succeed(InstanceBus, {
+        send: () => Effect.void,
+        receive: (channel) => (channel === "orchestrator_schedule_events" ? Stream.fromPubSub(remote) : Stream.never),
+      });
+      yield* Effect.gen(function* () {
+        const s = yield* Scheduler;
+        yield* TestClock.adjust("10 seconds");
+        yield* s.create(admin, { scheduleId: "w", schedule: input() }); // created at 10,000
+        const fiber = yield* Stream.runCollect(s.watch(admin, "w")).pipe(Effect.fork);
+        yield* settle;
+        // The previous "w", deleted on another instance at 9,000, heard only now.
+        yield* PubSub.publish(remote, JSON.stringify({ scheduleId: "w", time: 9_000, kind: { _tag: "Deleted" } }));
+        yield* settle;
+        yield* seconds(1);
+        yield* s.remove(admin, { scheduleId: "w", allowMissing: false });
+        const tags = Chunk.toArray(yield* Fiber.join(fiber)).map((e) => e.kind._tag);
+        expect(tags[0]).toBe("Snapshot");
+        expect(tags).toContain("Fired"); // still watched after the late deletion
+      }).pipe(Effect.provide(fullLayer(probe).pipe(Layer.provide(bus))));
+    }),
+  );
+
   it.effect("update: masks, etag concurrency, new times", () =>
     withScheduler(() =>
       Effect.gen(function* () {

@@ -1330,7 +1330,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return Stream.concat(
             Stream.succeed(snapshot),
             Stream.fromQueue(sub).pipe(
-              Stream.filter((e) => e.scheduleId === scheduleId),
+              // A deletion from before this schedule was created is a previous schedule's of the
+              // same id, arriving late from another instance: not this one's end.
+              Stream.filter((e) => e.scheduleId === scheduleId && !(e.kind._tag === "Deleted" && e.time < r.createTime)),
               Stream.takeWhile((e) => e.kind._tag !== "Deleted"),
             ),
           );
