@@ -707,6 +707,25 @@ describe.each([
     }),
   );
 
+  it.effect("a trigger whose caller goes away while its run is being started: the slot is taken over later and runs", () =>
+    Effect.gen(function* () {
+      const probe = yield* makeProbe;
+      yield* Effect.gen(function* () {
+        const a = yield* stallingInstance("a");
+        yield* a.scheduler.create(admin, { scheduleId: "tr", schedule: input({ cron: ["0 0 1 1 *"], overlap: "SKIP" }) });
+        const call = yield* Effect.fork(a.scheduler.trigger(admin, { scheduleId: "tr" }));
+        yield* a.entered; // its start waits in the policy check
+        yield* Fiber.interrupt(call); // the caller is gone
+        yield* seconds(5); // past the 3 s lease: the sweeper takes the claim over
+        expect((yield* executionsOf("tr")).map((x) => x.state)).toEqual(["SUCCEEDED"]);
+        const r = yield* a.scheduler.get(admin, "tr");
+        expect(r.record.running).toEqual([]);
+        // Nothing is left active: the next trigger starts (SKIP would skip it otherwise).
+        expect(yield* a.scheduler.trigger(admin, { scheduleId: "tr" })).toMatchObject({ outcome: "STARTED" });
+      }).pipe(Effect.scoped, Effect.provide(baseLayer(probe, storeLayer())));
+    }),
+  );
+
   it.effect("the stalled instance starts first and the taker is deduplicated: one run, which overlap still sees", () =>
     Effect.gen(function* () {
       const probe = yield* makeProbe;

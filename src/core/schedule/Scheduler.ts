@@ -301,21 +301,18 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     let drained: Deferred.Deferred<void> | undefined;
     /** A dispatch of a held claim, counted while under way; the claim is let go after it. */
     const dispatching_ = <A, E>(scheduleId: string, claimId: string, body: Effect.Effect<A, E>) =>
-      Effect.suspend(() => {
-        dispatching++;
-        return body;
-      }).pipe(
-        Effect.ensuring(
+      Effect.acquireUseRelease(
+        Effect.sync(() => void dispatching++),
+        () => body,
+        () =>
           Effect.sync(() => {
             dispatching--;
-            inflight.delete(localKey(scheduleId, claimId));
             if (drained !== undefined && dispatching <= settings.maxDispatching / 2) {
               Deferred.unsafeDone(drained, Exit.void);
               drained = undefined;
             }
           }),
-        ),
-      );
+      ).pipe(Effect.ensuring(Effect.sync(() => void inflight.delete(localKey(scheduleId, claimId)))));
     /** Renews this process's lease on a claim; false when another holder took it over. */
     const confirm = (c: Claim) =>
       Effect.gen(function* () {
@@ -551,7 +548,9 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
         const [head, ...rest] = waiting ? r.buffer : [...r.buffer, slot];
         return { record: { ...r, running: [placeholder(head!)], buffer: rest }, decision: { _tag: "Start", slot: head! } };
       }
-      if (waiting) return { record: { ...r, running }, decision: { _tag: "Buffer", cancel: [], dropped: [] } };
+      const cancelAll = () => running.flatMap((e) => (e.executionId !== undefined ? [{ executionId: e.executionId, here: e.instanceId === me }] : []));
+      // (CANCEL_OTHER: the instance that buffered it may have died before it cancelled: again.)
+      if (waiting) return { record: { ...r, running }, decision: { _tag: "Buffer", cancel: overlap === "CANCEL_OTHER" ? cancelAll() : [], dropped: [] } };
       switch (overlap) {
         case "ALLOW_ALL":
           return { record: { ...r, running: [...running, placeholder(slot)] }, decision: { _tag: "Start", slot } };
@@ -567,7 +566,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             : { record: { ...r, running, buffer: [...r.buffer, slot] }, decision: { _tag: "Buffer", cancel: [], dropped: [] } };
         case "CANCEL_OTHER": {
           // The newest slot wins: earlier waiting slots are dropped (counted as skipped).
-          const cancel = running.flatMap((e) => (e.executionId !== undefined ? [{ executionId: e.executionId, here: e.instanceId === me }] : []));
+          const cancel = cancelAll();
           return {
             record: { ...r, running, buffer: [slot], overlapSkippedCount: r.overlapSkippedCount + r.buffer.length },
             decision: { _tag: "Buffer", cancel, dropped: r.buffer },
@@ -700,9 +699,22 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           details: { nominal_time: slot.nominalTime, actual_time: t, kind: slot.kind },
         });
         yield* publish(scheduleId, { _tag: "Fired", run });
-        yield* FiberSet.run(fibers, orchestrator.awaitEnd(executionId).pipe(Effect.flatMap((rec) => runEnded(scheduleId, slot, executionId, rec))));
+        yield* watchEnd(scheduleId, slot, executionId);
         return { _tag: "Started", run } as const;
-      });
+      }).pipe(
+        Effect.onExit((exit) => {
+          // Failed or interrupted on the way (a store error, a caller gone): this process's mark
+          // must not outlive it, or its placeholder would count as active for good.
+          const key = localKey(scheduleId, slot.claimId);
+          if (Exit.isSuccess(exit) || !local.has(key)) return Effect.void;
+          const executionId = local.get(key);
+          if (executionId === undefined) return Effect.sync(() => void local.delete(key));
+          // Started but not recorded: its end still clears the mark and the placeholder.
+          return watchEnd(scheduleId, slot, executionId);
+        }),
+      );
+    const watchEnd = (scheduleId: string, slot: BufferedRun, executionId: string) =>
+      FiberSet.run(fibers, orchestrator.awaitEnd(executionId).pipe(Effect.flatMap((rec) => runEnded(scheduleId, slot, executionId, rec)))).pipe(Effect.asVoid);
 
     /** A run of this process ended: update the record, maybe pause, start what waits. */
     const runEnded = (scheduleId: string, slot: BufferedRun, executionId: string, rec: ExecutionRecord | undefined) =>
@@ -1215,7 +1227,8 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           const claim: Claim = { scheduleId: cmd.scheduleId, claimId: `trigger:${randomUUID()}`, nominalTime: t, kind: "TRIGGER", overlap: cmd.overlap, instanceId: me, leaseUntil: t + settings.leaseMs };
           yield* store.claim(claim);
           hold(claim);
-          const d = yield* dispatch(claim, false);
+          // (Interrupted before its dispatch begins, the claim goes back to the sweeper.)
+          const d = yield* dispatch(claim, false).pipe(Effect.ensuring(Effect.sync(() => void inflight.delete(localKey(claim.scheduleId, claim.claimId)))));
           switch (d._tag) {
             case "Gone":
               return yield* new ScheduleNotFound({ scheduleId: cmd.scheduleId });
@@ -1330,10 +1343,20 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return Stream.concat(
             Stream.succeed(snapshot),
             Stream.fromQueue(sub).pipe(
-              // A deletion from before this schedule was created is a previous schedule's of the
-              // same id, arriving late from another instance: not this one's end.
-              Stream.filter((e) => e.scheduleId === scheduleId && !(e.kind._tag === "Deleted" && e.time < r.createTime)),
-              Stream.takeWhile((e) => e.kind._tag !== "Deleted"),
+              Stream.filter((e) => e.scheduleId === scheduleId),
+              // A deletion ends the watch if the store agrees: one heard late from another instance
+              // may be a previous schedule's of the same id (clocks can differ, so not by its time).
+              Stream.mapEffect((e) =>
+                e.kind._tag !== "Deleted"
+                  ? Effect.succeed({ e, ends: false })
+                  : Effect.map(store.get(scheduleId).pipe(Effect.orElseSucceed(() => Option.none<ScheduleRecord>())), (cur) => ({
+                      e,
+                      ends: !(Option.isSome(cur) && cur.value.createTime === r.createTime),
+                    })),
+              ),
+              Stream.filter(({ e, ends }) => ends || e.kind._tag !== "Deleted"),
+              Stream.takeWhile(({ ends }) => !ends),
+              Stream.map(({ e }) => e),
             ),
           );
         }),
