@@ -24,6 +24,10 @@ const withScheduler = <A, E>(body: (probe: Probe) => Effect.Effect<A, E, any>) =
     return yield* (body(probe) as Effect.Effect<A, E, never>).pipe(Effect.provide(fullLayer(probe)));
   });
 
+/** An InstanceBus on which what the other instances send on `channel` is what the test publishes (PostgreSQL's NOTIFY in production). */
+const otherInstances = (channel: string, sent: PubSub.PubSub<string>) =>
+  Layer.succeed(InstanceBus, { send: () => Effect.void, receive: (c) => (c === channel ? Stream.fromPubSub(sent) : Stream.never) });
+
 const seconds = (n: number) => TestClock.adjust(`${n} seconds`).pipe(Effect.zipRight(settle));
 
 /** Nominal times of a schedule's executions, ascending (runs started at one instant have no order). */
@@ -230,11 +234,7 @@ describe("Scheduler: overlap policies", () => {
     Effect.gen(function* () {
       const probe = yield* makeProbe;
       const cancels = yield* PubSub.unbounded<string>();
-      // What the other instances would send on the bus (PostgreSQL's NOTIFY in production).
-      const bus = Layer.succeed(InstanceBus, {
-        send: () => Effect.void,
-        receive: (channel) => (channel === "orchestrator_schedule_cancel" ? Stream.fromPubSub(cancels) : Stream.never),
-      });
+      const bus = otherInstances("orchestrator_schedule_cancel", cancels);
       yield* Effect.gen(function* () {
         const s = yield* Scheduler;
         const o = yield* Orchestrator;
@@ -489,10 +489,7 @@ describe("Scheduler: trigger, backfill, watch, update", () => {
     Effect.gen(function* () {
       const probe = yield* makeProbe;
       const remote = yield* PubSub.unbounded<string>();
-      const bus = Layer.succeed(InstanceBus, {
-        send: () => Effect.void,
-        receive: (channel) => (channel === "orchestrator_schedule_events" ? Stream.fromPubSub(remote) : Stream.never),
-      });
+      const bus = otherInstances("orchestrator_schedule_events", remote);
       yield* Effect.gen(function* () {
         const s = yield* Scheduler;
         yield* TestClock.adjust("10 seconds");

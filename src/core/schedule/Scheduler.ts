@@ -300,7 +300,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
     /** Set while the engine waits for the dispatches under way to drop to half of maxDispatching. */
     let drained: Deferred.Deferred<void> | undefined;
     /** A dispatch of a held claim, counted while under way; the claim is let go after it. */
-    const dispatching_ = <A, E>(scheduleId: string, claimId: string, body: Effect.Effect<A, E>) =>
+    const underWay = <A, E>(scheduleId: string, claimId: string, body: Effect.Effect<A, E>) =>
       Effect.acquireUseRelease(
         Effect.sync(() => void dispatching++),
         () => body,
@@ -609,6 +609,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           yield* store.settleClaim(scheduleId, slot.claimId, "SKIPPED", undefined);
           return { _tag: "Skipped", run: { nominalTime: slot.nominalTime, kind: slot.kind } } as const;
         }
+        const fence = runRequestId(scheduleId, slot.claimId);
         const exit = yield* orchestrator
           .submit({
             operation: a.operation,
@@ -620,41 +621,38 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             labels: a.labels,
             scheduleId,
             nominalTime: slot.nominalTime,
-            requestId: runRequestId(scheduleId, slot.claimId),
+            requestId: fence,
           })
           .pipe(Effect.exit);
         const t = yield* now;
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none();
-        const existing =
-          Exit.isSuccess(exit) && exit.value.deduplicated
-            ? exit.value.executionId
-            : Option.isSome(failure) && failure.value._tag === "RequestIdReused"
-              ? failure.value.executionId
-              : Exit.isFailure(exit)
-                ? // Refused before its insert (policy, limits: a run already in flight may be the
-                  // reason) — while another instance may have started this very claim meanwhile.
-                  (yield* orchestrator.findByRequestId(r.owner, runRequestId(scheduleId, slot.claimId)).pipe(Effect.orElseSucceed(() => undefined)))?.executionId
-                : undefined;
+        /** The run is another instance's: this process's mark and placeholder go; what waits may start. */
+        const handOver = (why: string) =>
+          Effect.gen(function* () {
+            local.delete(localKey(scheduleId, slot.claimId));
+            yield* dropPlaceholder(scheduleId, slot.claimId);
+            yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} ${why}`);
+            yield* pumpLater(scheduleId);
+            return { _tag: "TakenOver" } as const;
+          });
+        // The claim's execution may exist: an instance that took this claim over while this one
+        // stalled past the lease (or that this one took it over from) started it first.
+        let existing: string | undefined;
+        if (Exit.isSuccess(exit)) existing = exit.value.deduplicated ? exit.value.executionId : undefined;
+        else if (Option.isSome(failure) && failure.value._tag === "RequestIdReused") existing = failure.value.executionId;
+        else {
+          // Refused before its insert (policy, limits: a run already in flight may be the reason).
+          const found = yield* orchestrator.findByRequestId(r.owner, fence).pipe(Effect.orElseSucceed(() => undefined));
+          existing = found?.executionId;
+        }
         if (existing !== undefined) {
-          // The claim's execution exists: an instance that took this claim over while this one
-          // stalled past the lease (or that this one took it over from) started it first. The run
-          // is theirs; this process's placeholder goes, and the claim is settled with that run
-          // (in case its starter died before settling it).
-          local.delete(localKey(scheduleId, slot.claimId));
-          yield* dropPlaceholder(scheduleId, slot.claimId);
+          // Settled with that run, in case its starter died before settling it.
           yield* store.settleClaim(scheduleId, slot.claimId, "STARTED", existing);
-          yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was already started (execution ${existing}); not started twice`);
-          yield* pumpLater(scheduleId); // what waits, if nothing else runs now
-          return { _tag: "TakenOver" } as const;
+          return yield* handOver(`was already started (execution ${existing}); not started twice`);
         }
         if (Exit.isFailure(exit) && !(yield* stillHeld(scheduleId, slot.claimId))) {
-          // Refused (a rate limit, say) after another instance took the claim over: the claim
-          // and its run are theirs, not this refusal's.
-          local.delete(localKey(scheduleId, slot.claimId));
-          yield* dropPlaceholder(scheduleId, slot.claimId);
-          yield* Effect.logWarning(`schedule ${scheduleId}: slot ${new Date(slot.nominalTime).toISOString()} was taken over while this instance was starting it; its refusal here is dropped`);
-          yield* pumpLater(scheduleId);
-          return { _tag: "TakenOver" } as const;
+          // Refused (a rate limit, say) after another instance took the claim over.
+          return yield* handOver("was taken over while this instance was starting it; its refusal here is dropped");
         }
         if (Exit.isFailure(exit)) {
           local.delete(localKey(scheduleId, slot.claimId));
@@ -806,7 +804,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           return { _tag: "Gone" } as const;
         }
         return yield* act(claim, decided.value[0].decision, decided.value[0].record, decided.value[1]);
-      }).pipe((body) => dispatching_(claim.scheduleId, claim.claimId, body)) as Effect.Effect<Dispatched, StoreError>;
+      }).pipe((body) => underWay(claim.scheduleId, claim.claimId, body)) as Effect.Effect<Dispatched, StoreError>;
 
     /**
      * Carries out the overlap decision for a claimed slot, written in `r` (as stored: `written`,
@@ -956,7 +954,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           }
           if (only !== undefined && decided !== undefined) {
             // The lease was taken a moment ago: no renewal before the start.
-            yield* dispatching_(scheduleId, only.claimId, act(only, decided.decision, decided.record, advanced)).pipe(
+            yield* underWay(scheduleId, only.claimId, act(only, decided.decision, decided.record, advanced)).pipe(
               Effect.catchAll((e) => Effect.logError("schedule: dispatch failed", e)),
             );
             return;
@@ -1227,8 +1225,7 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
           const claim: Claim = { scheduleId: cmd.scheduleId, claimId: `trigger:${randomUUID()}`, nominalTime: t, kind: "TRIGGER", overlap: cmd.overlap, instanceId: me, leaseUntil: t + settings.leaseMs };
           yield* store.claim(claim);
           hold(claim);
-          // (Interrupted before its dispatch begins, the claim goes back to the sweeper.)
-          const d = yield* dispatch(claim, false).pipe(Effect.ensuring(Effect.sync(() => void inflight.delete(localKey(claim.scheduleId, claim.claimId)))));
+          const d = yield* dispatch(claim, false);
           switch (d._tag) {
             case "Gone":
               return yield* new ScheduleNotFound({ scheduleId: cmd.scheduleId });
@@ -1344,19 +1341,14 @@ export class Scheduler extends Effect.Service<Scheduler>()("orchestrator/Schedul
             Stream.succeed(snapshot),
             Stream.fromQueue(sub).pipe(
               Stream.filter((e) => e.scheduleId === scheduleId),
-              // A deletion ends the watch if the store agrees: one heard late from another instance
-              // may be a previous schedule's of the same id (clocks can differ, so not by its time).
-              Stream.mapEffect((e) =>
+              // A deletion counts if the store agrees: one heard late from another instance may be a
+              // previous schedule's of the same id (clocks can differ, so not by its time).
+              Stream.filterEffect((e) =>
                 e.kind._tag !== "Deleted"
-                  ? Effect.succeed({ e, ends: false })
-                  : Effect.map(store.get(scheduleId).pipe(Effect.orElseSucceed(() => Option.none<ScheduleRecord>())), (cur) => ({
-                      e,
-                      ends: !(Option.isSome(cur) && cur.value.createTime === r.createTime),
-                    })),
+                  ? Effect.succeed(true)
+                  : Effect.map(store.get(scheduleId).pipe(Effect.orElseSucceed(() => Option.none<ScheduleRecord>())), (cur) => !(Option.isSome(cur) && cur.value.createTime === r.createTime)),
               ),
-              Stream.filter(({ e, ends }) => ends || e.kind._tag !== "Deleted"),
-              Stream.takeWhile(({ ends }) => !ends),
-              Stream.map(({ e }) => e),
+              Stream.takeWhile((e) => e.kind._tag !== "Deleted"),
             ),
           );
         }),
